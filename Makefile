@@ -1,0 +1,31 @@
+# One command sets up and runs each job. The venv lives in .venv; torch is installed first, pinned,
+# so that the project's range is already satisfied and pip never fetches a CUDA build on its own.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+RUN ?= runs/demo
+
+.PHONY: setup demo test bench clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# main job: train the tiny-cpu preset on the procedural dataset (resuming if already there), then encode
+demo: setup
+	$(VENV)/bin/diffdrl train --config tiny-cpu --out $(RUN) --resume
+	$(VENV)/bin/diffdrl encode $(RUN) --out $(RUN)/codes.npz --num 2000
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

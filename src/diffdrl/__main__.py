@@ -1,0 +1,5 @@
+import sys
+
+from diffdrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""Loading trained runs and encoding images: the few calls most users need after training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffdrl.models.encdiff import EncDiff
+from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
+from diffdrl.training.config import Config, from_dict, read_yaml
+
+WEIGHTS = ("ema", "model")
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a diffdrl run directory (no config.yaml)")
+    return from_dict(Config, read_yaml(run_dir / "config.yaml"))
+
+
+def load_model(
+    run_dir: str | Path, checkpoint: str | Path | None = None, weights: str = "ema", device: str = "cpu"
+) -> EncDiff:
+    """The model of a run, rebuilt from its config, with EMA (default) or raw weights, in eval mode.
+
+    ``checkpoint`` defaults to the run's latest.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    config = load_run_config(run_dir)
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir))
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
+    tensors, _ = load_checkpoint(path)
+    if weights not in tensors:
+        raise ValueError(f"checkpoint {path} has no {weights} weights")
+    model = EncDiff(config.model, config.data.resolution)
+    try:
+        model.load_state_dict(tensors[weights])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"checkpoint {path} does not match {run_dir}/config.yaml: {first}") from None
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def encode_images(model: EncDiff, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Units (n, N) float32 of uint8 images (n, H, W, C), encoded in batches."""
+    out = [model.encode(images[i : i + batch_size]).float().cpu().numpy()
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.config.units), np.float32)

@@ -1,0 +1,1 @@
+"""Beta schedules, forward noising and the denoising loss; samplers come in their own modules."""

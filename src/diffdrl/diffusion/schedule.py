@@ -1,0 +1,89 @@
+"""Beta schedules and the forward process q(x_t | x_0).
+
+The four schedules of the EncDiff paper's ablation (METHODS.md, "Schedules"), written once here.
+Tables are computed in float64 and stored float32 (STYLE.md, precision policy).
+
+Notation: t in {0, ..., T-1}; beta_t the noise added at step t; alpha_t = 1 - beta_t;
+alpha_bar_t = prod_{s<=t} alpha_s; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SCHEDULES = ("linear", "sqrt_linear", "cosine", "sqrt")
+
+
+@dataclass
+class ScheduleConfig:
+    """Which beta schedule and its constants (defaults: the released EncDiff code)."""
+
+    name: str = "linear"  # LDM naming: linear in sqrt(beta)
+    timesteps: int = 1000
+    beta_start: float = 0.0015
+    beta_end: float = 0.0155
+    cosine_s: float = 0.008
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ValueError(f"schedule.name must be one of {SCHEDULES}, got {self.name!r}")
+        if self.timesteps < 2:
+            raise ValueError(f"schedule.timesteps must be >= 2, got {self.timesteps}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(
+                f"need 0 < schedule.beta_start < schedule.beta_end < 1, "
+                f"got {self.beta_start}, {self.beta_end}"
+            )
+
+
+def make_betas(config: ScheduleConfig) -> np.ndarray:
+    """beta_t for t = 0..T-1 as float64 (METHODS.md formulas, LDM's naming)."""
+    T, b0, b1 = config.timesteps, config.beta_start, config.beta_end
+    frac = np.arange(T, dtype=np.float64) / (T - 1)
+    if config.name == "linear":
+        return (math.sqrt(b0) + frac * (math.sqrt(b1) - math.sqrt(b0))) ** 2
+    if config.name == "sqrt_linear":
+        return b0 + frac * (b1 - b0)
+    if config.name == "sqrt":
+        return (b0 + frac * (b1 - b0)) ** 0.5
+    # cosine (Nichol & Dhariwal 2021): alpha_bar from a squared cosine, betas from its ratios.
+    s = config.cosine_s
+    i = np.arange(T + 1, dtype=np.float64) / T
+    f = np.cos((i + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return np.clip(1 - alpha_bar[1:] / alpha_bar[:-1], 0.0, 0.999)
+
+
+class NoiseSchedule(torch.nn.Module):
+    """The fixed forward process: tables as non-persistent buffers that follow the module's device."""
+
+    def __init__(self, config: ScheduleConfig):
+        super().__init__()
+        self.config = config
+        betas = make_betas(config)
+        alpha_bar = np.cumprod(1.0 - betas)
+        self.register_buffer("betas", torch.from_numpy(betas).float(), persistent=False)
+        self.register_buffer("alpha_bar", torch.from_numpy(alpha_bar).float(), persistent=False)
+        self.register_buffer(
+            "sqrt_alpha_bar", torch.from_numpy(np.sqrt(alpha_bar)).float(), persistent=False
+        )
+        self.register_buffer(
+            "sqrt_one_minus_alpha_bar",
+            torch.from_numpy(np.sqrt(1.0 - alpha_bar)).float(),
+            persistent=False,
+        )
+
+    @property
+    def timesteps(self) -> int:
+        return self.config.timesteps
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(
+            shape
+        ) * eps

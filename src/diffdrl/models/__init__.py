@@ -1,0 +1,1 @@
+"""Networks: encoder, token bank, denoiser, and the models built from them."""

@@ -1,0 +1,70 @@
+"""Token bank: each latent unit s_i (a scalar) becomes a concept token c_i (a d-vector).
+
+EncDiff gives every unit its own small MLP (1 -> 64 -> 128 -> d, ELU, in the released code), so a
+token depends on its unit alone; this is what lets cross-attention bind one unit to one image
+attribute. The N MLPs are stored as stacked weights and run as one batched einsum per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+@dataclass
+class TokenBankConfig:
+    """Hidden widths and activation of every per-unit MLP (released code: (64, 128), ELU)."""
+
+    hidden: tuple[int, ...] = (64, 128)
+    activation: str = "elu"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"token_bank.activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"token_bank.hidden widths must be positive, got {self.hidden}")
+
+
+class TokenBank(nn.Module):
+    """N independent MLPs R -> R^d, evaluated together: units (B, N) -> tokens (B, N, d)."""
+
+    def __init__(self, config: TokenBankConfig, num_units: int, token_dim: int):
+        super().__init__()
+        widths = (1, *config.hidden, token_dim)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init, per unit
+            self.weights.append(nn.Parameter(torch.empty(num_units, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_units, fan_out).uniform_(-bound, bound)))
+        self.activation = ACTIVATIONS[config.activation]()
+        self.num_units, self.token_dim = num_units, token_dim
+
+    def forward(self, units: torch.Tensor) -> torch.Tensor:
+        h = units.unsqueeze(-1)  # (B, N, 1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.einsum("bni,nio->bno", h, w) + b  # (B, N, width_i)
+            if i < last:
+                h = self.activation(h)
+        return h  # (B, N, d)
+
+    def unit_mlp(self, i: int) -> nn.Sequential:
+        """Unit i's MLP as an ordinary ``nn.Sequential`` (a copy; for inspection and tests)."""
+        layers: list[nn.Module] = []
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            linear = nn.Linear(w.shape[1], w.shape[2])
+            with torch.no_grad():
+                linear.weight.copy_(w[i].T)
+                linear.bias.copy_(b[i])
+            layers.append(linear)
+            if k < len(self.weights) - 1:
+                layers.append(type(self.activation)())
+        return nn.Sequential(*layers)

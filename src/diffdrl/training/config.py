@@ -1,0 +1,224 @@
+"""Typed run configuration: dataclasses with defaults written once, YAML presets that override
+them, and ``key.sub=value`` overrides from the command line. Unknown keys and wrong types are
+errors (``ConfigError``), never silently corrected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from diffdrl.models.encdiff import EncDiffConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the key."""
+
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train on (a registry name) and at what resolution."""
+
+    name: str = "synth-shapes3d"
+    path: str | None = None
+    resolution: int = 64
+
+    def __post_init__(self):
+        if self.resolution < 8:
+            raise ValueError(f"data.resolution must be >= 8, got {self.resolution}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule of side jobs, and reproducibility (defaults: released EncDiff)."""
+
+    steps: int = 100_000
+    batch_size: int = 128
+    lr: float = 2.56e-4
+    warmup_steps: int = 10_000
+    weight_decay: float = 0.01
+    grad_clip: float = 0.0  # 0 = off
+    ema_decay: float = 0.9999
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 1000
+    eval_batch_size: int = 256
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    device: str = "auto"
+    mixed_precision: str = "no"
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size",
+                    "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.warmup_steps, train.weight_decay and train.grad_clip must be >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"train.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
+            )
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: EncDiffConfig = field(default_factory=EncDiffConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass, with type checks
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a library bug, not user error
+
+
+def from_dict(cls: type, mapping: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (nested) mapping; missing keys take the defaults."""
+    where = prefix or "config"
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(mapping) - set(names))
+    if unknown:
+        dotted = ", ".join(f"{prefix}.{k}" if prefix else str(k) for k in unknown)
+        raise ConfigError(f"unknown config key {dotted} (valid in {where}: {', '.join(names)})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in mapping.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        # sub-configs name their own keys ("denoiser.heads"); give the full path ("model.denoiser.heads")
+        msg, local = str(err), prefix.rsplit(".", 1)[-1]
+        if prefix != local and msg.startswith(local + "."):
+            msg = prefix[: -len(local)] + msg
+        raise ConfigError(msg) from None
+
+
+def to_dict(config: Any) -> dict:
+    """Plain nested dict (tuples as lists) for YAML/JSON."""
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# presets, files and command-line overrides
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("diffdrl.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data or {}
+
+
+def preset_mapping(name_or_path: str) -> dict:
+    """The raw mapping of a preset name (``tiny-cpu``) or a YAML file path."""
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        return read_yaml(Path(name_or_path))
+    if name_or_path not in preset_names():
+        raise ConfigError(f"unknown preset {name_or_path!r} (presets: {', '.join(preset_names())})")
+    return yaml.safe_load(resources.files("diffdrl.configs").joinpath(f"{name_or_path}.yaml").read_text())
+
+
+def apply_overrides(mapping: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` pairs (values parsed as YAML scalars/lists) into a copy of ``mapping``."""
+    result = yaml.safe_load(yaml.safe_dump(mapping))  # deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        node = result
+        *parents, leaf = key.split(".")
+        for p in parents:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+            node = child
+        node[leaf] = value
+    return result
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
+    return from_dict(Config, apply_overrides(preset_mapping(name_or_path), list(overrides)))
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,219 @@
+"""The training loop: batches -> loss -> AdamW step -> EMA, with evaluation and checkpoints on a
+schedule, exact resume, and a hard stop on a non-finite loss.
+
+Reproducibility: every random draw of step k (batch indices, timesteps, noise, dropout) comes
+from generators seeded by (seed, k) (``training.batches``), so the state to resume is just the
+step plus the tensors; a resumed run ends bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from diffdrl import __version__
+from diffdrl.data import make_dataset
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.models.encdiff import EncDiff
+from diffdrl.training.batches import EVAL_STREAM, NOISE_STREAM, BatchStream, batch_at, step_seed
+from diffdrl.training.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from diffdrl.training.config import Config, dump_config
+from diffdrl.training.ema import EMA
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    loss: float | None
+    checkpoint: Path | None
+
+
+def build_model(config: Config) -> EncDiff:
+    """The model a config describes, freshly initialised from ``train.seed``."""
+    torch.manual_seed(config.train.seed)
+    return EncDiff(config.model, config.data.resolution)
+
+
+def lr_at(step: int, config: Config) -> float:
+    """Linear warm-up to ``train.lr``, then constant (as released)."""
+    warmup = config.train.warmup_steps
+    return config.train.lr * min(1.0, (step + 1) / warmup) if warmup else config.train.lr
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Drop log rows written after ``step`` (they belong to the run's abandoned future)."""
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
+        atomic_write_text(path, "".join(r + "\n" for r in rows))
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+class Trainer:
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False, progress: bool = True):
+        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        tc = config.train
+        if tc.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("train.device is 'cuda' but no CUDA device is available")
+        existing = latest_checkpoint(self.run_dir)
+        if existing is not None and not resume:
+            raise FileExistsError(
+                f"{self.run_dir} already holds checkpoints (latest {existing.name}); "
+                "pass --resume to continue it or choose another --out"
+            )
+        self.accelerator = Accelerator(cpu=tc.device == "cpu", mixed_precision=tc.mixed_precision)
+        self.dataset = make_dataset(config.data.name, config.data.path, config.data.resolution)
+        model = build_model(config)
+        if tc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.ema = EMA(self.unwrapped, tc.ema_decay)
+        self.step = 0
+        if resume and existing is not None:
+            self._load(existing)
+        if tc.compile:
+            self.model = torch.compile(self.model)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+        for log in ("train_log.jsonl", "metrics.jsonl"):
+            _truncate_jsonl(self.run_dir / log, self.step)
+
+    @property
+    def unwrapped(self) -> EncDiff:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def _to_input(self, images) -> torch.Tensor:
+        x = to_model_input(images).to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last else x
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> None:
+        tensors, state = load_checkpoint(path)
+        try:
+            self.unwrapped.load_state_dict(tensors["model"])
+            self.ema.load_state_dict(tensors["ema"])
+        except (RuntimeError, KeyError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"checkpoint {path} does not match the configured model: {first}") from None
+        self.optimizer.load_state_dict(optimizer_from_tensors(tensors["optimizer"], state["optimizer"]))
+        self.step = int(state["step"])
+
+    def save(self, loss: float | None) -> Path:
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer.state_dict())
+        state = {"step": self.step, "seed": self.config.train.seed, "loss": loss,
+                 "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
+                 "optimizer": opt_meta, "diffdrl_version": __version__, "time": time.time()}
+        tensors = {"model": self.unwrapped.state_dict(), "ema": self.ema.state_dict(),
+                   "optimizer": opt_tensors}
+        return save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Loss on a fixed batch with fixed noise, and with tokens shuffled across the batch."""
+        tc = self.config.train
+        x = self._to_input(batch_at(self.dataset, tc.eval_batch_size, tc.seed, 0, EVAL_STREAM))
+        model = self.unwrapped
+        model.eval()
+        losses = {}
+        for shuffle in (False, True):
+            gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, 0, EVAL_STREAM))
+            with self.accelerator.autocast():
+                losses[shuffle] = float(model(x, generator=gen, shuffle_tokens=shuffle))
+        model.train()
+        return {"step": self.step, "eval/loss": losses[False], "eval/loss_shuffled_tokens": losses[True],
+                "eval/token_reliance": losses[True] / losses[False] - 1.0}
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self) -> TrainResult:
+        tc = self.config.train
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step)
+        stream = BatchStream(self.dataset, tc.batch_size, tc.seed, self.step, tc.steps)
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train",
+                   dynamic_ncols=True)
+        self.model.train()
+        loss_value, window, tick = None, [], time.perf_counter()
+        last_saved = latest_checkpoint(self.run_dir)
+        try:
+            for step, images in stream:
+                x = self._to_input(images)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(step, self.config)
+                seed = step_seed(tc.seed, step, NOISE_STREAM)
+                torch.manual_seed(seed)  # dropout and any other global-RNG draws
+                gen = torch.Generator(self.device).manual_seed(seed)
+                with self.accelerator.autocast():
+                    loss = self.model(x, generator=gen)
+                loss_value = float(loss.detach())
+                if not torch.isfinite(loss.detach()):
+                    where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"
+                    raise NonFiniteLossError(
+                        f"loss is {loss_value} at step {step}; stopped without saving ({where})"
+                    )
+                self.accelerator.backward(loss)
+                if tc.grad_clip:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step = step + 1
+                self.ema.update(self.unwrapped, step)
+                window.append(loss_value)
+                bar.update(1)
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                    now = time.perf_counter()
+                    row = {"step": self.step, "loss": sum(window) / len(window), "lr": lr_at(step, self.config),
+                           "images_per_s": len(window) * tc.batch_size / (now - tick)}
+                    _append_jsonl(self.run_dir / "train_log.jsonl", row)
+                    for key in ("loss", "lr", "images_per_s"):
+                        writer.add_scalar(f"train/{key}", row[key], self.step)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                    window, tick = [], now
+                if self.step % tc.eval_every == 0 or self.step == tc.steps:
+                    row = self.evaluate()
+                    _append_jsonl(self.run_dir / "metrics.jsonl", row)
+                    for key, value in row.items():
+                        if key != "step":
+                            writer.add_scalar(key, value, self.step)
+                if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+                    last_saved = self.save(loss_value)
+                    tick = time.perf_counter()  # checkpoint time is not training throughput
+        finally:
+            bar.close()
+            writer.close()
+        return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
+
+
+def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``config`` into ``run_dir`` (continuing its latest checkpoint when ``resume``)."""
+    return Trainer(config, run_dir, resume=resume, progress=progress).train()

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from diffdrl.diffusion.schedule import SCHEDULES, NoiseSchedule, ScheduleConfig, make_betas
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_schedules_are_valid_and_noise_monotonically(name):
+    betas = make_betas(ScheduleConfig(name=name))
+    assert betas.shape == (1000,) and betas.dtype == np.float64
+    assert np.all(betas > 0) and np.all(betas < 1)
+    alpha_bar = np.cumprod(1 - betas)
+    assert np.all(np.diff(alpha_bar) < 0)
+    assert alpha_bar[-1] < 0.05  # (almost) pure noise at t = T-1
+
+
+def test_schedule_endpoints_match_the_formulas():
+    b0, b1 = 0.0015, 0.0155
+    lin = make_betas(ScheduleConfig(name="linear"))
+    assert lin[0] == pytest.approx(b0) and lin[-1] == pytest.approx(b1)
+    sq = make_betas(ScheduleConfig(name="sqrt_linear"))
+    assert np.allclose(np.diff(sq), (b1 - b0) / 999)
+    assert make_betas(ScheduleConfig(name="sqrt"))[0] == pytest.approx(b0**0.5)
+    cos = make_betas(ScheduleConfig(name="cosine"))
+    assert cos.max() <= 0.999
+
+
+def test_q_sample_matches_the_closed_form():
+    sched = NoiseSchedule(ScheduleConfig())
+    x0, eps = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    t = torch.tensor([0, 500, 999])
+    x_t = sched.q_sample(x0, t, eps)
+    abar = np.cumprod(1 - make_betas(ScheduleConfig()))
+    for i, ti in enumerate(t.tolist()):
+        expected = np.sqrt(abar[ti]) * x0[i].numpy() + np.sqrt(1 - abar[ti]) * eps[i].numpy()
+        np.testing.assert_allclose(x_t[i].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_schedule_config_is_rejected():
+    with pytest.raises(ValueError, match="schedule.name"):
+        ScheduleConfig(name="quadratic")
+    with pytest.raises(ValueError, match="beta_start"):
+        ScheduleConfig(beta_start=0.1, beta_end=0.01)

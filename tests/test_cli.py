@@ -1,0 +1,67 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import TINY
+from diffdrl.cli import main
+
+
+def test_train_then_encode(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=2"]) == 0
+    assert (run / "config.yaml").is_file()
+    out = tmp_path / "codes.npz"
+    assert main(["encode", str(run), "--out", str(out), "--num", "10"]) == 0
+    codes = np.load(out)
+    assert codes["units"].shape == (10, 3) and codes["units"].dtype == np.float32
+    assert codes["factors"].shape == (10, 6)
+    assert list(codes["factor_sizes"]) == [10, 10, 10, 8, 4, 15]
+    assert np.isfinite(codes["units"]).all()
+
+
+def test_encode_user_images_and_reject_bad_ones(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"])
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "imgs.npy", images)
+    assert main(["encode", str(run), "--out", str(tmp_path / "c.npz"), "--images", str(tmp_path / "imgs.npy")]) == 0
+    assert np.load(tmp_path / "c.npz")["units"].shape == (5, 3)
+    np.save(tmp_path / "wrong.npy", images[:, :8])
+    assert main(["encode", str(run), "--out", str(tmp_path / "d.npz"), "--images", str(tmp_path / "wrong.npy")]) == 2
+    assert "expected images of shape" in capsys.readouterr().err
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_resume_flag_continues_and_plain_rerun_refuses(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--out", run, "--no-progress", *TINY, "train.steps=2"]) == 0
+    assert main(["train", "--out", run, "--no-progress", *TINY, "train.steps=2"]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert main(["train", "--out", run, "--resume", "--no-progress", "train.steps=3"]) == 0
+    assert "to step 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--dry-run", "train.stepz=1"], "unknown config key train.stepz"),
+        (["train", "--config", "nope", "--dry-run"], "unknown preset 'nope'"),
+        (["encode", "does/not/exist", "--out", "x.npz"], "not a diffdrl run directory"),
+    ],
+)
+def test_user_errors_are_one_line_with_nonzero_exit(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    assert main(["train", "--dry-run", "train.steps=42"]) == 0
+    assert "steps: 42" in capsys.readouterr().out
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "diffdrl", "train", "--dry-run"], capture_output=True, text=True)
+    assert done.returncode == 0 and "synth-shapes3d" in done.stdout

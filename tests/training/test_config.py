@@ -1,0 +1,72 @@
+import pytest
+
+from diffdrl.training.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    dump_config,
+    from_dict,
+    load_config,
+    preset_names,
+    read_yaml,
+)
+
+
+def test_presets_load_and_round_trip(tmp_path):
+    assert {"tiny-cpu", "paper"} <= set(preset_names())
+    for name in preset_names():
+        config = load_config(name)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(dump_config(config))
+        assert from_dict(Config, read_yaml(path)) == config
+
+
+def test_overrides_are_typed():
+    config = load_config("tiny-cpu", ["train.steps=7", "train.lr=1e-3", "model.denoiser.channels=[16,32]",
+                                      "model.denoiser.cross_attention=[false,true]", "data.path=/x"])
+    assert config.train.steps == 7 and config.train.lr == 1e-3
+    assert config.model.denoiser.channels == (16, 32)
+    assert config.data.path == "/x"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.stepz=3", "unknown config key train.stepz"),
+        ("trian.steps=3", "unknown config key trian"),
+        ("train.steps=abc", "train.steps: expected an integer"),
+        ("train.steps=1.5", "train.steps: expected an integer"),
+        ("train.steps=0", "train.steps must be >= 1"),
+        ("train.channels_last=1", "train.channels_last: expected true/false"),
+        ("model.schedule.name=quadratic", "model.schedule.name must be one of"),
+        ("model.denoiser.heads=3", "model.denoiser.heads=3 must divide"),
+        ("model.loss=l3", "model.loss must be one of"),
+        ("train.mixed_precision=fp8", "train.mixed_precision must be one of"),
+        ("model.denoiser.cross_attention=[true]", "one flag per level"),
+        ("train=5", "train: expected a mapping"),
+        ("novalue", "not of the form key.sub=value"),
+    ],
+)
+def test_invalid_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config("tiny-cpu", [override])
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(ConfigError, match="presets: .*tiny-cpu"):
+        load_config("tiny-gpu")
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_overrides_do_not_mutate_the_preset():
+    base = {"train": {"steps": 1}}
+    apply_overrides(base, ["train.steps=2"])
+    assert base == {"train": {"steps": 1}}

@@ -1,0 +1,107 @@
+import json
+import math
+
+import pytest
+import torch
+
+from diffdrl.api import load_model
+from diffdrl.models.encdiff import EncDiff
+from diffdrl.training.checkpoint import checkpoints, latest_checkpoint, load_checkpoint
+from diffdrl.training.trainer import NonFiniteLossError, Trainer, train
+
+
+def test_one_training_step_changes_every_component(tiny_config, tmp_path):
+    config = tiny_config("train.steps=1")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
+    result = trainer.train()
+    assert result.step == 1 and math.isfinite(result.loss)
+    after = trainer.unwrapped.state_dict()
+    for part in ("encoder.head", "token_bank.weights", "denoiser.unet.conv_out"):
+        keys = [k for k in after if k.startswith(part) and after[k].is_floating_point()]
+        assert keys and any(not torch.equal(before[k], after[k]) for k in keys), part
+
+
+def test_checkpoint_round_trip(tiny_config, tmp_path):
+    config = tiny_config("train.steps=2")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    trainer.train()
+    path = latest_checkpoint(tmp_path / "run")
+    assert path.name == "step_2"
+    tensors, state = load_checkpoint(path)
+    assert state["step"] == 2 and set(tensors) == {"model", "ema", "optimizer"}
+    model = load_model(tmp_path / "run", weights="model")
+    for k, v in trainer.unwrapped.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    ema = load_model(tmp_path / "run")
+    assert not all(torch.equal(ema.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_is_bit_exact(tiny_config, tmp_path):
+    straight = train(tiny_config("train.steps=4"), tmp_path / "a", progress=False)
+    train(tiny_config("train.steps=2"), tmp_path / "b", progress=False)
+    resumed = train(tiny_config("train.steps=4"), tmp_path / "b", resume=True, progress=False)
+    assert straight.step == resumed.step == 4
+    a, state_a = load_checkpoint(straight.checkpoint)
+    b, state_b = load_checkpoint(resumed.checkpoint)
+    for part in ("model", "ema", "optimizer"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert state_a["loss"] == state_b["loss"]
+    # the logs hold each step once, as if never interrupted
+    rows = [json.loads(r) for r in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
+    train(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config("train.steps=6")
+    calls = {"n": 0}
+    original = EncDiff.forward
+
+    def poisoned(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 4:  # step index 3, after the step-2 checkpoint
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(EncDiff, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 3.*step_2"):
+        train(config, tmp_path / "run", progress=False)
+    assert [step for step, _ in checkpoints(tmp_path / "run")] == [2]
+    tensors, _ = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert all(torch.isfinite(v).all() for v in tensors["model"].values() if v.is_floating_point())
+
+
+def test_old_checkpoints_are_pruned(tiny_config, tmp_path):
+    train(tiny_config("train.steps=6", "train.checkpoint_every=1", "train.keep_checkpoints=2"),
+          tmp_path / "run", progress=False)
+    assert [s for s, _ in checkpoints(tmp_path / "run")] == [5, 6]
+
+
+def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path):
+    train(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+    (latest_checkpoint(tmp_path / "run") / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="model.safetensors is corrupt"):
+        load_model(tmp_path / "run")
+
+
+def test_mismatched_checkpoint_is_reported(tiny_config, tmp_path):
+    train(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="does not match"):
+        Trainer(tiny_config("train.steps=4", "model.units=5"), tmp_path / "run", resume=True, progress=False)
+
+
+def test_evaluation_logs_token_reliance(tiny_config, tmp_path):
+    train(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2
+    assert {"eval/loss", "eval/loss_shuffled_tokens", "eval/token_reliance"} <= set(rows[-1])
