@@ -26,10 +26,16 @@ def test_encode_user_images_and_reject_bad_ones(tmp_path, capsys):
     main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"])
     images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
     np.save(tmp_path / "imgs.npy", images)
-    assert main(["encode", str(run), "--out", str(tmp_path / "c.npz"), "--images", str(tmp_path / "imgs.npy")]) == 0
+    assert (
+        main(["encode", str(run), "--out", str(tmp_path / "c.npz"), "--images", str(tmp_path / "imgs.npy")])
+        == 0
+    )
     assert np.load(tmp_path / "c.npz")["units"].shape == (5, 3)
     np.save(tmp_path / "wrong.npy", images[:, :8])
-    assert main(["encode", str(run), "--out", str(tmp_path / "d.npz"), "--images", str(tmp_path / "wrong.npy")]) == 2
+    assert (
+        main(["encode", str(run), "--out", str(tmp_path / "d.npz"), "--images", str(tmp_path / "wrong.npy")])
+        == 2
+    )
     assert "expected images of shape" in capsys.readouterr().err
     assert not (tmp_path / "d.npz").exists()
 
@@ -63,5 +69,7 @@ def test_dry_run_prints_resolved_config(capsys):
 
 
 def test_module_entry_point():
-    done = subprocess.run([sys.executable, "-m", "diffdrl", "train", "--dry-run"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "diffdrl", "train", "--dry-run"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "synth-shapes3d" in done.stdout

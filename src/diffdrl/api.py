@@ -49,6 +49,8 @@ def load_model(
 @torch.no_grad()
 def encode_images(model: EncDiff, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Units (n, N) float32 of uint8 images (n, H, W, C), encoded in batches."""
-    out = [model.encode(images[i : i + batch_size]).float().cpu().numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        model.encode(images[i : i + batch_size]).float().cpu().numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.config.units), np.float32)

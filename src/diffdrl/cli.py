@@ -34,8 +34,10 @@ def cmd_train(args) -> None:
         print(dump_config(config), end="")
         return
     result = train(config, out, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {result.run_dir} to step {result.step} (loss {result.loss:.4f}); "
-          f"checkpoint {result.checkpoint}")
+    print(
+        f"trained {result.run_dir} to step {result.step} (loss {result.loss:.4f}); "
+        f"checkpoint {result.checkpoint}"
+    )
 
 
 def _read_images(path: Path) -> np.ndarray:
@@ -66,8 +68,11 @@ def cmd_encode(args) -> None:
         config = load_run_config(args.run)
         data = make_dataset(config.data.name, config.data.path, config.data.resolution)
         factors, images = data.sample(args.num, np.random.default_rng(args.seed))
-        arrays = {"factors": factors, "factor_names": np.array(data.factor_names),
-                  "factor_sizes": np.array(data.factor_sizes)}
+        arrays = {
+            "factors": factors,
+            "factor_names": np.array(data.factor_names),
+            "factor_sizes": np.array(data.factor_sizes),
+        }
     arrays["units"] = encode_images(model, images, args.batch_size)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a preset or YAML config")
     p.add_argument("--config", default="tiny-cpu", help="preset name or YAML path (default: tiny-cpu)")
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
@@ -94,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="encode images into units with a trained run")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="output .npz (units, and factors for dataset samples)")
-    p.add_argument("--images", help="uint8 (n, H, W, C) .npy, or .npz with 'images'; default: sample the run's dataset")
+    p.add_argument(
+        "--images", help="uint8 (n, H, W, C) .npy, or .npz with 'images'; default: sample the run's dataset"
+    )
     p.add_argument("--num", type=int, default=10_000, help="dataset samples to encode (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=512)

@@ -22,8 +22,16 @@ def test_presets_load_and_round_trip(tmp_path):
 
 
 def test_overrides_are_typed():
-    config = load_config("tiny-cpu", ["train.steps=7", "train.lr=1e-3", "model.denoiser.channels=[16,32]",
-                                      "model.denoiser.cross_attention=[false,true]", "data.path=/x"])
+    config = load_config(
+        "tiny-cpu",
+        [
+            "train.steps=7",
+            "train.lr=1e-3",
+            "model.denoiser.channels=[16,32]",
+            "model.denoiser.cross_attention=[false,true]",
+            "data.path=/x",
+        ],
+    )
     assert config.train.steps == 7 and config.train.lr == 1e-3
     assert config.model.denoiser.channels == (16, 32)
     assert config.data.path == "/x"

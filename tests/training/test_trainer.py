@@ -82,8 +82,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_p
 
 
 def test_old_checkpoints_are_pruned(tiny_config, tmp_path):
-    train(tiny_config("train.steps=6", "train.checkpoint_every=1", "train.keep_checkpoints=2"),
-          tmp_path / "run", progress=False)
+    train(
+        tiny_config("train.steps=6", "train.checkpoint_every=1", "train.keep_checkpoints=2"),
+        tmp_path / "run",
+        progress=False,
+    )
     assert [s for s, _ in checkpoints(tmp_path / "run")] == [5, 6]
 
 

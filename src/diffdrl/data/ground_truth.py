@@ -92,7 +92,7 @@ class GroundTruthDataset:
         codes = self.sample_factors(n, rng)
         return codes, self.images_for(codes)
 
-    def torch_view(self) -> "GroundTruthTorchDataset":
+    def torch_view(self) -> GroundTruthTorchDataset:
         return GroundTruthTorchDataset(self)
 
 

@@ -68,9 +68,7 @@ class NoiseSchedule(torch.nn.Module):
         alpha_bar = np.cumprod(1.0 - betas)
         self.register_buffer("betas", torch.from_numpy(betas).float(), persistent=False)
         self.register_buffer("alpha_bar", torch.from_numpy(alpha_bar).float(), persistent=False)
-        self.register_buffer(
-            "sqrt_alpha_bar", torch.from_numpy(np.sqrt(alpha_bar)).float(), persistent=False
-        )
+        self.register_buffer("sqrt_alpha_bar", torch.from_numpy(np.sqrt(alpha_bar)).float(), persistent=False)
         self.register_buffer(
             "sqrt_one_minus_alpha_bar",
             torch.from_numpy(np.sqrt(1.0 - alpha_bar)).float(),
@@ -84,6 +82,4 @@ class NoiseSchedule(torch.nn.Module):
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""
         shape = (-1,) + (1,) * (x0.ndim - 1)
-        return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(
-            shape
-        ) * eps
+        return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps

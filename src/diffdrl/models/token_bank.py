@@ -40,7 +40,7 @@ class TokenBank(nn.Module):
         widths = (1, *config.hidden, token_dim)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
             bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init, per unit
             self.weights.append(nn.Parameter(torch.empty(num_units, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(num_units, fan_out).uniform_(-bound, bound)))
@@ -50,7 +50,7 @@ class TokenBank(nn.Module):
     def forward(self, units: torch.Tensor) -> torch.Tensor:
         h = units.unsqueeze(-1)  # (B, N, 1)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.einsum("bni,nio->bno", h, w) + b  # (B, N, width_i)
             if i < last:
                 h = self.activation(h)
@@ -59,7 +59,7 @@ class TokenBank(nn.Module):
     def unit_mlp(self, i: int) -> nn.Sequential:
         """Unit i's MLP as an ordinary ``nn.Sequential`` (a copy; for inspection and tests)."""
         layers: list[nn.Module] = []
-        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             linear = nn.Linear(w.shape[1], w.shape[2])
             with torch.no_grad():
                 linear.weight.copy_(w[i].T)

@@ -20,27 +20,44 @@ from diffdrl.data.ground_truth import GroundTruthDataset
 DATA_STREAM, NOISE_STREAM, EVAL_STREAM = 0, 1, 2
 
 
-def step_rng(seed: int, step: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, stream, step])
+def step_rng(seed: int, step: int, stream: int, rank: int = 0) -> np.random.Generator:
+    """The generator of one (step, stream, process rank); distinct ranks see distinct data."""
+    return np.random.default_rng([seed, stream, step, rank])
 
 
-def step_seed(seed: int, step: int, stream: int) -> int:
+def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
     """A 63-bit integer seed for torch generators, derived like ``step_rng``."""
-    return int(np.random.SeedSequence([seed, stream, step]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed, stream, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def batch_at(dataset: GroundTruthDataset, batch_size: int, seed: int, step: int, stream: int = DATA_STREAM):
+def batch_at(
+    dataset: GroundTruthDataset,
+    batch_size: int,
+    seed: int,
+    step: int,
+    stream: int = DATA_STREAM,
+    rank: int = 0,
+) -> np.ndarray:
     """uint8 images (B, H, W, C) of batch ``step``."""
-    index = step_rng(seed, step, stream).integers(0, len(dataset), size=batch_size)
+    index = step_rng(seed, step, stream, rank).integers(0, len(dataset), size=batch_size)
     return dataset.images_at(index)
 
 
 class BatchStream:
     """Iterates (step, images) for steps [start, stop), ``prefetch`` batches ahead."""
 
-    def __init__(self, dataset: GroundTruthDataset, batch_size: int, seed: int, start: int, stop: int,
-                 prefetch: int = 2):
+    def __init__(
+        self,
+        dataset: GroundTruthDataset,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        prefetch: int = 2,
+    ):
         self.args = (dataset, batch_size, seed)
+        self.rank = rank
         self.start, self.stop, self.prefetch = start, stop, prefetch
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -49,7 +66,7 @@ class BatchStream:
             next_step = self.start
             for step in range(self.start, self.stop):
                 while next_step < self.stop and len(pending) <= self.prefetch:
-                    pending.append(pool.submit(batch_at, *self.args, next_step))
+                    pending.append(pool.submit(batch_at, *self.args, next_step, DATA_STREAM, self.rank))
                     next_step += 1
                 yield step, pending.popleft().result()
             for future in pending:

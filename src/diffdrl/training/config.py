@@ -62,8 +62,15 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self):
-        for key in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size",
-                    "checkpoint_every", "keep_checkpoints"):
+        for key in (
+            "steps",
+            "batch_size",
+            "log_every",
+            "eval_every",
+            "eval_batch_size",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
@@ -170,7 +177,9 @@ def to_dict(config: Any) -> dict:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("diffdrl.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[:-5] for p in resources.files("diffdrl.configs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def read_yaml(path: Path) -> dict:

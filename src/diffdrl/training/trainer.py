@@ -83,6 +83,10 @@ class Trainer:
                 "pass --resume to continue it or choose another --out"
             )
         self.accelerator = Accelerator(cpu=tc.device == "cpu", mixed_precision=tc.mixed_precision)
+        self.rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        if tc.batch_size % world:
+            raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {world} processes")
+        self.local_batch_size = tc.batch_size // world
         self.dataset = make_dataset(config.data.name, config.data.path, config.data.resolution)
         model = build_model(config)
         if tc.channels_last:
@@ -95,10 +99,12 @@ class Trainer:
             self._load(existing)
         if tc.compile:
             self.model = torch.compile(self.model)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
-        for log in ("train_log.jsonl", "metrics.jsonl"):
-            _truncate_jsonl(self.run_dir / log, self.step)
+        self.is_main = self.accelerator.is_main_process
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
+            for log in ("train_log.jsonl", "metrics.jsonl"):
+                _truncate_jsonl(self.run_dir / log, self.step)
 
     @property
     def unwrapped(self) -> EncDiff:
@@ -125,14 +131,29 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_from_tensors(tensors["optimizer"], state["optimizer"]))
         self.step = int(state["step"])
 
-    def save(self, loss: float | None) -> Path:
+    def save(self, loss: float | None) -> Path | None:
+        """Checkpoint the current step (main process only; the others wait for it)."""
+        if not self.is_main:
+            self.accelerator.wait_for_everyone()
+            return None
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer.state_dict())
-        state = {"step": self.step, "seed": self.config.train.seed, "loss": loss,
-                 "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
-                 "optimizer": opt_meta, "diffdrl_version": __version__, "time": time.time()}
-        tensors = {"model": self.unwrapped.state_dict(), "ema": self.ema.state_dict(),
-                   "optimizer": opt_tensors}
-        return save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
+        state = {
+            "step": self.step,
+            "seed": self.config.train.seed,
+            "loss": loss,
+            "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
+            "optimizer": opt_meta,
+            "diffdrl_version": __version__,
+            "time": time.time(),
+        }
+        tensors = {
+            "model": self.unwrapped.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": opt_tensors,
+        }
+        path = save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -149,8 +170,12 @@ class Trainer:
             with self.accelerator.autocast():
                 losses[shuffle] = float(model(x, generator=gen, shuffle_tokens=shuffle))
         model.train()
-        return {"step": self.step, "eval/loss": losses[False], "eval/loss_shuffled_tokens": losses[True],
-                "eval/token_reliance": losses[True] / losses[False] - 1.0}
+        return {
+            "step": self.step,
+            "eval/loss": losses[False],
+            "eval/loss_shuffled_tokens": losses[True],
+            "eval/token_reliance": losses[True] / losses[False] - 1.0,
+        }
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -158,10 +183,17 @@ class Trainer:
         tc = self.config.train
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step)
-        stream = BatchStream(self.dataset, tc.batch_size, tc.seed, self.step, tc.steps)
-        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train",
-                   dynamic_ncols=True)
+        writer = (
+            SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step) if self.is_main else None
+        )
+        stream = BatchStream(self.dataset, self.local_batch_size, tc.seed, self.step, tc.steps, self.rank)
+        bar = tqdm(
+            total=tc.steps,
+            initial=self.step,
+            disable=not (self.progress and self.is_main),
+            desc="train",
+            dynamic_ncols=True,
+        )
         self.model.train()
         loss_value, window, tick = None, [], time.perf_counter()
         last_saved = latest_checkpoint(self.run_dir)
@@ -170,7 +202,7 @@ class Trainer:
                 x = self._to_input(images)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr_at(step, self.config)
-                seed = step_seed(tc.seed, step, NOISE_STREAM)
+                seed = step_seed(tc.seed, step, NOISE_STREAM, self.rank)
                 torch.manual_seed(seed)  # dropout and any other global-RNG draws
                 gen = torch.Generator(self.device).manual_seed(seed)
                 with self.accelerator.autocast():
@@ -190,16 +222,20 @@ class Trainer:
                 self.ema.update(self.unwrapped, step)
                 window.append(loss_value)
                 bar.update(1)
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                if self.is_main and (self.step % tc.log_every == 0 or self.step == tc.steps):
                     now = time.perf_counter()
-                    row = {"step": self.step, "loss": sum(window) / len(window), "lr": lr_at(step, self.config),
-                           "images_per_s": len(window) * tc.batch_size / (now - tick)}
+                    row = {
+                        "step": self.step,
+                        "loss": sum(window) / len(window),
+                        "lr": lr_at(step, self.config),
+                        "images_per_s": len(window) * tc.batch_size / (now - tick),
+                    }
                     _append_jsonl(self.run_dir / "train_log.jsonl", row)
                     for key in ("loss", "lr", "images_per_s"):
                         writer.add_scalar(f"train/{key}", row[key], self.step)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
                     window, tick = [], now
-                if self.step % tc.eval_every == 0 or self.step == tc.steps:
+                if self.is_main and (self.step % tc.eval_every == 0 or self.step == tc.steps):
                     row = self.evaluate()
                     _append_jsonl(self.run_dir / "metrics.jsonl", row)
                     for key, value in row.items():
@@ -210,7 +246,8 @@ class Trainer:
                     tick = time.perf_counter()  # checkpoint time is not training throughput
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
         return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
 
 
