@@ -34,3 +34,15 @@ def tiny_config():
         return load_config("tiny-cpu", [*TINY, *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+    """A run of the tiny test model trained for a few steps, and the run loaded back."""
+    from diffdrl.api import load_run
+    from diffdrl.training.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    config = load_config("tiny-cpu", [*TINY, "train.steps=4"])
+    train(config, run_dir, progress=False)
+    return load_run(run_dir)

@@ -73,3 +73,15 @@ def test_module_entry_point():
         [sys.executable, "-m", "diffdrl", "train", "--dry-run"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "synth-shapes3d" in done.stdout
+
+
+def test_datasets_commands(tmp_path, capsys):
+    assert main(["datasets", "list"]) == 0
+    assert "synth-shapes3d" in capsys.readouterr().out
+    assert main(["datasets", "info", "synth-shapes3d", "--resolution", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "480000 images" in out and "orientation" in out
+    assert main(["datasets", "preview", "synth-shapes3d", "--resolution", "16", "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["datasets", "info", "no-such-set"]) == 2
+    assert "unknown dataset 'no-such-set'" in capsys.readouterr().err

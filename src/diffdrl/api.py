@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from diffdrl.data import make_dataset
+from diffdrl.data.ground_truth import GroundTruthDataset
 from diffdrl.models.encdiff import EncDiff
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
 from diffdrl.training.config import Config, from_dict, read_yaml
@@ -54,3 +57,24 @@ def encode_images(model: EncDiff, images: np.ndarray, batch_size: int = 512) -> 
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.config.units), np.float32)
+
+
+@dataclass
+class Run:
+    """A trained run ready to use: its directory, config, model and dataset."""
+
+    path: Path
+    config: Config
+    model: EncDiff
+    data: GroundTruthDataset
+
+    def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(factor codes (n, F), uint8 images (n, H, W, C)) drawn from the run's dataset."""
+        return self.data.sample(n, np.random.default_rng(seed))
+
+
+def load_run(run_dir: str | Path, weights: str = "ema", device: str = "cpu") -> Run:
+    config = load_run_config(run_dir)
+    model = load_model(run_dir, weights=weights, device=device)
+    data = make_dataset(config.data.name, config.data.path, config.data.resolution)
+    return Run(Path(run_dir), config, model, data)

@@ -83,3 +83,22 @@ class NoiseSchedule(torch.nn.Module):
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""
         shape = (-1,) + (1,) * (x0.ndim - 1)
         return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps
+
+
+def information_bottleneck_curve(betas: np.ndarray, x0_second_moment: float = 1.0) -> np.ndarray:
+    """C_t = E KL(q(x_{t-1} | x_t, x_0) || N(0, I)) per dimension, t = 1..T-1 (EncDiff eq. 5).
+
+    The posterior is N(mu_t, beta~_t) with mu_t = a_t x_0 + b_t x_t,
+    a_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t), b_t = sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t),
+    beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t, and KL = 1/2 (beta~ - 1 - log beta~ + mu^2).
+    The expectation over x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps uses
+    E[mu^2] = (a_t + b_t sqrt(abar_t))^2 E[x_0^2] + b_t^2 (1 - abar_t), with E[x_0^2] given.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    abar = np.cumprod(1.0 - betas)
+    beta, ab, ab_prev = betas[1:], abar[1:], abar[:-1]
+    a = np.sqrt(ab_prev) * beta / (1 - ab)
+    b = np.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)
+    var = (1 - ab_prev) / (1 - ab) * beta
+    mu2 = (a + b * np.sqrt(ab)) ** 2 * x0_second_moment + b**2 * (1 - ab)
+    return 0.5 * (var - 1 - np.log(var) + mu2)

@@ -27,7 +27,8 @@ from torch import nn
 
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.loss import LOSSES, epsilon_loss
-from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffdrl.diffusion.samplers import ddim_invert, sample
+from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
 from diffdrl.models.encoder import Encoder, EncoderConfig
 from diffdrl.models.token_bank import TokenBank, TokenBankConfig
@@ -97,3 +98,51 @@ class EncDiff(nn.Module):
         )
 
     loss = forward
+
+    # -- generation: tokens (possibly edited) -> sampler -> images ------------------------------
+
+    def _batches(self, tokens: torch.Tensor, x: torch.Tensor, batch_size: int):
+        for i in range(0, len(tokens), batch_size):
+            c = tokens[i : i + batch_size]
+            yield (lambda x_t, t, c=c: self.denoiser(x_t, t, c)), x[i : i + batch_size]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        tokens: torch.Tensor,
+        sampler: str = "ddim",
+        steps: int = 50,
+        eta: float = 0.0,
+        seed: int = 0,
+        x_T: torch.Tensor | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] denoised from ``x_T`` (default: N(0, I) drawn from ``seed``)
+        under ``tokens`` (B, N, d). Same seed and tokens give the same images."""
+        device = self.schedule.betas.device
+        tokens = tokens.to(device)
+        gen = torch.Generator(device).manual_seed(seed)
+        if x_T is None:
+            shape = (len(tokens), self.channels, self.resolution, self.resolution)
+            x_T = torch.randn(shape, generator=gen, device=device)
+        betas = make_betas(self.config.schedule)
+        parts = [
+            sample(denoise, x, betas, sampler, steps, eta, gen, progress)
+            for denoise, x in self._batches(tokens, x_T.to(device), batch_size)
+        ]
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def invert(
+        self, x0: torch.Tensor, tokens: torch.Tensor, steps: int = 50, batch_size: int = 256
+    ) -> torch.Tensor:
+        """Deterministic DDIM inversion of images x0 (B, C, H, W) under their tokens: the x_T from
+        which ``generate(tokens, 'ddim', steps, eta=0, x_T=...)`` retraces x0 (faithful edits)."""
+        betas = make_betas(self.config.schedule)
+        device = self.schedule.betas.device
+        parts = [
+            ddim_invert(denoise, x, betas, steps)
+            for denoise, x in self._batches(tokens.to(device), x0.to(device), batch_size)
+        ]
+        return torch.cat(parts)

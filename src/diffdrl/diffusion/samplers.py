@@ -1,0 +1,105 @@
+"""Samplers: turn a ``denoise(x_t, t) -> eps`` callable into images, and images back into noise.
+
+The update rules are diffusers' schedulers (DDPM ancestral, DDIM, DPM-Solver++, UniPC), fed our
+own beta table so that training and sampling share one schedule (``diffusion.schedule``). The
+samplers never import a model: editing an image means changing its tokens, then calling these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMInverseScheduler,
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UniPCMultistepScheduler,
+)
+from tqdm.auto import tqdm
+
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t (B,)) -> eps
+
+SAMPLERS = {
+    "ddpm": DDPMScheduler,
+    "ddim": DDIMScheduler,
+    "dpm++": DPMSolverMultistepScheduler,
+    "unipc": UniPCMultistepScheduler,
+}
+
+
+def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False):
+    """A diffusers scheduler of kind ``name`` over our beta table, epsilon-parameterised."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r} (samplers: {', '.join(SAMPLERS)})")
+    kwargs = dict(
+        num_train_timesteps=len(betas),
+        trained_betas=np.asarray(betas, dtype=np.float64),
+        prediction_type="epsilon",
+    )
+    if name in ("ddpm", "ddim"):
+        kwargs["clip_sample"] = clip_sample
+    if name == "ddim":
+        kwargs.update(set_alpha_to_one=False, timestep_spacing="trailing")
+    if name == "dpm++":
+        kwargs.update(algorithm_type="dpmsolver++", solver_order=2)
+    return SAMPLERS[name](**kwargs)
+
+
+@torch.no_grad()
+def sample(
+    denoise: Denoise,
+    x_T: torch.Tensor,
+    betas: np.ndarray,
+    sampler: str = "ddim",
+    steps: int = 50,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run the reverse process from ``x_T`` to x_0 (clamped to [-1, 1]).
+
+    ``eta`` is DDIM's stochasticity (0: deterministic, 1: DDPM-like; EncDiff samples with 1).
+    ``generator`` drives the noise of stochastic steps (DDPM, DDIM with eta > 0).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    scheduler = make_scheduler(sampler, betas)
+    if sampler == "ddpm":
+        steps = len(betas)  # ancestral sampling is defined on the full chain
+    scheduler.set_timesteps(steps, device=x_T.device)
+    x = x_T * scheduler.init_noise_sigma
+    extra = {"eta": eta} if sampler == "ddim" else {}
+    if sampler in ("ddpm", "ddim"):
+        extra["generator"] = generator
+    for t in tqdm(scheduler.timesteps, disable=not progress, desc=f"{sampler} sampling", leave=False):
+        eps = denoise(x, t.expand(x.shape[0]))
+        x = scheduler.step(eps, t, x, **extra).prev_sample
+    return x.clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def ddim_invert(
+    denoise: Denoise, x0: torch.Tensor, betas: np.ndarray, steps: int = 50, progress: bool = False
+) -> torch.Tensor:
+    """Deterministic DDIM inversion x_0 -> x_T; ``sample(..., 'ddim', eta=0)`` maps it back.
+
+    Uses the same (trailing) timestep grid as ``sample``'s DDIM, so inversion and generation
+    retrace one path.
+    """
+    scheduler = DDIMInverseScheduler(
+        num_train_timesteps=len(betas),
+        trained_betas=np.asarray(betas),
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        timestep_spacing="trailing",
+    )
+    scheduler.set_timesteps(steps, device=x0.device)
+    x = x0
+    for t in tqdm(scheduler.timesteps, disable=not progress, desc="DDIM inversion", leave=False):
+        eps = denoise(x, t.expand(x.shape[0]))
+        x = scheduler.step(eps, t, x).prev_sample
+    return x

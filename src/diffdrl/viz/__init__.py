@@ -1,0 +1,1 @@
+"""Pictures of what the units mean: interchange grids, traversals, attention maps, schedule plots, report."""

@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.schedule import ScheduleConfig, information_bottleneck_curve, make_betas
+from diffdrl.metrics.reconstruction import image_similarity, ssim
+from diffdrl.viz.attention import CrossAttentionCapture, attention_maps, save_attention
+from diffdrl.viz.interchange import interchange, save_interchange, swap_units, unit_names
+from diffdrl.viz.schedules import save_schedule_plot
+from diffdrl.viz.traversal import interpolate, traverse, unit_ranges
+
+
+def test_swap_units_replaces_exactly_one_unit():
+    src, tgt = torch.zeros(2, 4), torch.ones(2, 4)
+    units = swap_units(src, tgt)
+    assert units.shape == (4, 2, 4)
+    for i in range(4):
+        assert torch.equal(units[i, :, i], torch.ones(2))
+        assert units[i].sum() == 2
+
+
+def test_interchange_with_itself_is_identity(trained_tiny, tmp_path):
+    _, images = trained_tiny.sample(2, seed=1)
+    result = interchange(trained_tiny.model, images, images, steps=4)
+    assert result.swapped.shape == (3, 2, 16, 16, 3) and result.swapped.dtype == np.uint8
+    for row in result.swapped:
+        assert np.abs(row.astype(int) - result.reconstruction.astype(int)).max() <= 1
+    assert save_interchange(result, tmp_path / "swap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interchange_changes_rows_when_units_differ(trained_tiny, monkeypatch):
+    _, images = trained_tiny.sample(4, seed=2)
+    model = trained_tiny.model
+    fake_units = {images[:2].tobytes(): -4.0, images[2:].tobytes(): 4.0}  # far apart, so tokens differ
+    monkeypatch.setattr(model, "encode", lambda x: torch.full((len(x), 3), fake_units[x.tobytes()]))
+    result = interchange(model, images[:2], images[2:], steps=4)
+    assert all(not np.array_equal(row, result.reconstruction) for row in result.swapped)
+
+
+def test_unit_names_follow_importance():
+    importance = np.array([[0.0, 0.9], [0.0, 0.0], [0.5, 0.1]])
+    assert unit_names(3, importance, ("hue", "shape")) == ["unit 0: shape", "unit 1", "unit 2: hue"]
+
+
+def test_traversal_and_interpolation_shapes(trained_tiny):
+    _, images = trained_tiny.sample(3, seed=4)
+    values = unit_ranges(trained_tiny.model.encode(images), num_values=5)
+    assert values.shape == (3, 5) and torch.all(values[:, 1:] >= values[:, :-1])
+    assert traverse(trained_tiny.model, images[0], values, steps=3).shape == (3, 5, 16, 16, 3)
+    assert interpolate(trained_tiny.model, images[:1], images[1:2], 4, steps=3).shape == (1, 4, 16, 16, 3)
+
+
+def test_attention_capture_leaves_outputs_bit_identical(trained_tiny):
+    model = trained_tiny.model
+    _, images = trained_tiny.sample(2, seed=5)
+    x0 = to_model_input(images)
+    tokens = model.tokens(model.encode(x0))
+    t = torch.tensor([10, 400])
+    with torch.no_grad():
+        plain = model.denoiser(x0, t, tokens)
+        with CrossAttentionCapture(model.denoiser.unet) as maps:
+            captured = model.denoiser(x0, t, tokens)
+        after = model.denoiser(x0, t, tokens)
+    assert torch.equal(plain, captured) and torch.equal(plain, after)
+    assert maps and all(m.shape[0] == 2 and m.shape[-1] == 3 for m in maps)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones_like(maps[0].sum(-1)))  # softmax over tokens
+
+
+def test_attention_maps_are_normalised_per_token(trained_tiny, tmp_path):
+    _, images = trained_tiny.sample(2, seed=6)
+    maps = attention_maps(trained_tiny.model, images, timesteps=(10, 30))
+    assert maps.shape == (2, 3, 16, 16) and torch.all(maps >= 0)
+    torch.testing.assert_close(maps.sum(dim=(2, 3)), torch.ones(2, 3))
+    assert save_attention(images, maps, tmp_path / "att.png").exists()
+
+
+def test_information_bottleneck_rises_as_t_decreases(tmp_path):
+    for name in ("linear", "sqrt_linear", "sqrt"):
+        curve = information_bottleneck_curve(make_betas(ScheduleConfig(name=name)))
+        assert np.all(np.diff(curve) < 0), name
+    assert save_schedule_plot(tmp_path / "s.png").exists()
+
+
+def test_information_bottleneck_matches_a_monte_carlo_estimate():
+    betas = make_betas(ScheduleConfig(timesteps=100))
+    abar = np.cumprod(1 - betas)
+    t = 40
+    rng = np.random.default_rng(0)
+    x0, eps = rng.normal(size=200_000), rng.normal(size=200_000)
+    x_t = np.sqrt(abar[t]) * x0 + np.sqrt(1 - abar[t]) * eps
+    mu = (np.sqrt(abar[t - 1]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - abar[t - 1]) * x_t) / (1 - abar[t])
+    var = (1 - abar[t - 1]) / (1 - abar[t]) * betas[t]
+    kl = 0.5 * (var - 1 - np.log(var) + mu**2)
+    assert information_bottleneck_curve(betas)[t - 1] == pytest.approx(kl.mean(), rel=1e-2)
+
+
+def test_ssim_and_similarity_known_answers():
+    rng = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 16, 16, generator=rng)
+    torch.testing.assert_close(ssim(a, a), torch.ones(2))
+    noisy = (a + 0.2 * torch.randn(a.shape, generator=rng)).clamp(0, 1)
+    assert torch.all(ssim(a, noisy) < 0.9)
+    torch.testing.assert_close(ssim(a, noisy), ssim(noisy, a))
+    scores = image_similarity(a, a)
+    assert scores["reconstruction.mse"] == 0 and scores["reconstruction.ssim"] == pytest.approx(1.0)
+    half = image_similarity(torch.zeros(1, 1, 11, 11), torch.full((1, 1, 11, 11), 0.1))
+    assert half["reconstruction.psnr"] == pytest.approx(20.0, rel=1e-4)
+
+
+def test_report_has_every_section(trained_tiny, tmp_path):
+    from diffdrl.viz.report import build_report
+
+    page = build_report(trained_tiny, tmp_path / "report", steps=2, pairs=2).read_text()
+    for title in ("Training", "Evaluations over training", "Unit-factor matrix", "Latent interchange",
+                  "Traversals", "Cross-attention maps", "Reconstructions", "Beta schedules", "Config"):
+        assert f"<h2>{title}</h2>" in page, title
+    assert page.count("data:image/png;base64,") == 8
+    for png in ("training", "metrics", "unit_factor", "interchange", "traversal", "attention", "reconstruction",
+                "schedules"):
+        assert (tmp_path / "report" / f"{png}.png").exists()
