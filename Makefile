@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# main job: train the tiny-cpu preset on the procedural dataset (resuming if already there), then encode
+# main job: train the tiny-cpu preset on the procedural dataset (resuming if already there), evaluate it
+# (fast metric preset: minutes, labelled *_fast), and write the report with its latent-interchange grid
 demo: setup
 	$(VENV)/bin/diffdrl train --config tiny-cpu --out $(RUN) --resume
-	$(VENV)/bin/diffdrl encode $(RUN) --out $(RUN)/codes.npz --num 2000
+	$(VENV)/bin/diffdrl evaluate $(RUN) --preset fast
+	$(VENV)/bin/diffdrl report $(RUN)
 
 test: setup
 	$(PY) -m pytest -q

@@ -85,3 +85,30 @@ def test_datasets_commands(tmp_path, capsys):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["datasets", "info", "no-such-set"]) == 2
     assert "unknown dataset 'no-such-set'" in capsys.readouterr().err
+
+
+def test_evaluate_trained_and_untrained(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"]) == 0
+    assert main(["evaluate", str(run), "--metrics", "mig,dci", "--preset", "fast"]) == 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["checkpoint"] == "step_1" and record["preset"] == "fast"
+    assert {"mig_fast", "dci_fast.disentanglement"} <= set(record["scores"])
+    assert "dci_fast.disentanglement" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--metrics", "mig", "--preset", "fast", "--untrained"]) == 0
+    assert json.loads((run / "metrics_untrained.json").read_text())["weights"] == "untrained"
+    assert main(["evaluate", str(run), "--metrics", "nope"]) == 2
+    assert "unknown metrics" in capsys.readouterr().err
+
+
+def test_evaluate_token_representation(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"]) == 0
+    argv = ["evaluate", str(run), "--metrics", "mig", "--preset", "fast", "--representation", "tokens"]
+    assert main(argv) == 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["representation"] == "tokens" and 0 <= record["scores"]["mig_fast"] <= 1

@@ -78,3 +78,69 @@ def load_run(run_dir: str | Path, weights: str = "ema", device: str = "cpu") -> 
     model = load_model(run_dir, weights=weights, device=device)
     data = make_dataset(config.data.name, config.data.path, config.data.resolution)
     return Run(Path(run_dir), config, model, data)
+
+
+REPRESENTATIONS = ("units", "tokens")
+
+
+@torch.no_grad()
+def encode_tokens(model: EncDiff, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Tokens (n, N, d) float32 the denoiser reads (anchored under DyGA) of uint8 images."""
+    out = [
+        model.tokens(model.encode(images[i : i + batch_size])).float().cpu().numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def representation(
+    model: EncDiff,
+    kind: str = "units",
+    data: GroundTruthDataset | None = None,
+    fit_samples: int = 10_000,
+    seed: int = 0,
+    batch_size: int = 512,
+):
+    """The model as a metrics representation function, uint8 images -> float32 (B, N):
+
+    - ``units``: the encoder's scalars (EncDiff's evaluated representation);
+    - ``tokens``: each unit's token projected on its first principal component, fitted on
+      ``fit_samples`` images of ``data`` (DyGA's evaluated representation: anchored tokens, PCA-1).
+    """
+    if kind not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {kind!r}")
+    if kind == "units":
+        return lambda images: encode_images(model, images, batch_size)
+    from diffdrl.metrics.pca import PerUnitPCA
+
+    if data is None:
+        raise ValueError("the 'tokens' representation needs a dataset to fit its per-unit PCA on")
+    _, images = data.sample(fit_samples, np.random.default_rng(seed))
+    pca = PerUnitPCA().fit(encode_tokens(model, images, batch_size))
+    return lambda images: pca.transform(encode_tokens(model, images, batch_size))
+
+
+def evaluate_run(
+    run: Run,
+    metrics: list[str] | None = None,
+    preset: str = "fast",
+    seed: int = 0,
+    progress: bool = True,
+    kind: str = "units",
+) -> dict[str, float]:
+    """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``)."""
+    from diffdrl.metrics import evaluate
+
+    represent = representation(run.model, kind, run.data, seed=seed)
+    return evaluate(run.data, represent, metrics, seed=seed, preset=preset, progress=progress)
+
+
+def untrained_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """The run's architecture at its random initialisation (``train.seed``): the baseline that
+    shows how much of a score the architecture alone gives."""
+    from diffdrl.training.trainer import build_model
+
+    config = load_run_config(run_dir)
+    model = build_model(config).to(device).eval()
+    data = make_dataset(config.data.name, config.data.path, config.data.resolution)
+    return Run(Path(run_dir), config, model, data)

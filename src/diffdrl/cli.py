@@ -224,6 +224,34 @@ def cmd_report(args) -> None:
     print(f"wrote {build_report(run, args.out, steps=args.steps, seed=args.seed, pairs=args.pairs)}")
 
 
+def cmd_evaluate(args) -> None:
+    import json
+    import time
+
+    from diffdrl.api import evaluate_run, load_run, untrained_run
+    from diffdrl.metrics import format_table
+    from diffdrl.training.checkpoint import atomic_write_text, latest_checkpoint
+
+    run = untrained_run(args.run) if args.untrained else load_run(args.run, weights=args.weights)
+    metrics = args.metrics.split(",") if args.metrics else None
+    scores = evaluate_run(run, metrics, preset=args.preset, seed=args.seed, kind=args.representation)
+    checkpoint = latest_checkpoint(run.path)
+    record = {
+        "checkpoint": None if args.untrained else checkpoint.name,
+        "weights": "untrained" if args.untrained else args.weights,
+        "preset": args.preset,
+        "representation": args.representation,
+        "seed": args.seed,
+        "time": time.time(),
+        "scores": scores,
+    }
+    default = "metrics_untrained.json" if args.untrained else "metrics.json"
+    out = Path(args.out) if args.out else run.path / default
+    atomic_write_text(out, json.dumps(record, indent=2))
+    print(format_table(scores))
+    print(f"wrote {out}")
+
+
 def cmd_schedules(args) -> None:
     from diffdrl.viz.schedules import save_schedule_plot
 
@@ -299,6 +327,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=8)
     p.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), default="ddim")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (EncDiff samples with 1)")
+
+    p = sub.add_parser("evaluate", help="disentanglement metrics of a run on its dataset")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--metrics", help="comma-separated (default: all that apply)")
+    p.add_argument(
+        "--preset",
+        choices=("canonical", "fast"),
+        default="canonical",
+        help="canonical = disentanglement_lib's protocol; fast = fewer samples, LightGBM DCI",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--untrained", action="store_true", help="evaluate the architecture at random init")
+    p.add_argument(
+        "--representation",
+        choices=("units", "tokens"),
+        default="units",
+        help="units: encoder scalars (EncDiff); tokens: PCA-1 of each (anchored) token (DyGA)",
+    )
+    p.add_argument("--out", help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
     p.add_argument("--pairs", type=int, default=6)

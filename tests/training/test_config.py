@@ -78,3 +78,23 @@ def test_overrides_do_not_mutate_the_preset():
     base = {"train": {"steps": 1}}
     apply_overrides(base, ["train.steps=2"])
     assert base == {"train": {"steps": 1}}
+
+
+def test_variant_presets_inherit_from_their_base():
+    base, dyga = load_config("tiny-cpu"), load_config("tiny-cpu-dyga")
+    assert dyga.model.anchoring.enabled and not base.model.anchoring.enabled
+    assert dyga.model.denoiser.skip_dropout.rate == 0.2
+    assert dyga.model.denoiser.channels == base.model.denoiser.channels  # inherited
+    assert dyga.train == base.train
+    assert load_config("paper-dyga").model.token_dim == 32
+
+
+def test_user_yaml_can_name_a_base(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: tiny-cpu\ntrain:\n  steps: 5\n")
+    config = load_config(str(path))
+    assert config.train.steps == 5 and config.data.resolution == 32
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"base: {loop}\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(loop))

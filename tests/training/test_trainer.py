@@ -108,3 +108,17 @@ def test_evaluation_logs_token_reliance(tiny_config, tmp_path):
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2
     assert {"eval/loss", "eval/loss_shuffled_tokens", "eval/token_reliance"} <= set(rows[-1])
+
+
+def test_metrics_run_on_schedule(tiny_config, tmp_path):
+    config = tiny_config("train.steps=4", "train.metrics=[mig]", "train.metrics_every=2")
+    train(config, tmp_path / "run", progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    mig_rows = [r for r in rows if "mig_fast" in r]
+    assert [r["step"] for r in mig_rows] == [2, 4]
+    assert all(0.0 <= r["mig_fast"] <= 1.0 for r in mig_rows)
+
+
+def test_unknown_training_metric_is_rejected(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match="train.metrics: unknown"):
+        Trainer(tiny_config("train.metrics=[mgi]"), tmp_path / "run", progress=False)

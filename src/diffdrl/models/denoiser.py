@@ -8,11 +8,13 @@ betas or losses (STYLE.md: network | schedule | loss | sampler).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
+
+from diffdrl.models.skip_dropout import SkipDropoutConfig, install_skip_dropout
 
 
 @dataclass
@@ -27,6 +29,7 @@ class DenoiserConfig:
     norm_groups: int = 32
     dropout: float = 0.0
     scale_shift_norm: bool = True  # LDM's use_scale_shift_norm
+    skip_dropout: SkipDropoutConfig = field(default_factory=SkipDropoutConfig)  # DyGA; off by default
 
     def __post_init__(self):
         if len(self.channels) != len(self.cross_attention):
@@ -42,6 +45,11 @@ class DenoiserConfig:
             raise ValueError(f"denoiser.heads={self.heads} must divide every channel count {self.channels}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"denoiser.dropout must be in [0, 1), got {self.dropout}")
+        if any(not 0 <= level < len(self.channels) for level in self.skip_dropout.levels):
+            raise ValueError(
+                f"denoiser.skip_dropout.levels must lie in [0, {len(self.channels)}), "
+                f"got {self.skip_dropout.levels}"
+            )
         if self.layers_per_block < 1:
             raise ValueError(f"denoiser.layers_per_block must be >= 1, got {self.layers_per_block}")
 
@@ -71,6 +79,7 @@ class Denoiser(nn.Module):
             dropout=config.dropout,
             resnet_time_scale_shift="scale_shift" if config.scale_shift_norm else "default",
         )
+        install_skip_dropout(self.unet, config.skip_dropout)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.unet(x_t, t, encoder_hidden_states=tokens, return_dict=False)[0]

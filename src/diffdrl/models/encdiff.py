@@ -3,7 +3,7 @@
 Yang et al., "Diffusion Model with Cross Attention as an Inductive Bias for Disentanglement",
 NeurIPS 2024. The whole path, top to bottom:
 
-    x0 (B, C, H, W) -> encoder -> s (B, N) -> token bank -> c (B, N, d)
+    x0 (B, C, H, W) -> encoder -> s (B, N) -> token bank -> c (B, N, d) -> [anchors] -> c' (B, N, d)
     t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
     loss = |eps - eps_theta(x_t, t, c)|        (L1 as released; MSE as in the paper)
 
@@ -12,6 +12,7 @@ NeurIPS 2024. The whole path, top to bottom:
 | units  s    | z (N scalars)    |
 | tokens c    | concept tokens   |
 | denoiser    | eps_theta (U-Net with cross-attention over c) |
+| anchors     | DyGA's Gaussian anchors (Jun et al., WACV 2025); identity unless enabled |
 
 Deviation: pixel space by default (the paper's latent VQ stage is a separate module); the paper
 reports pixel space works as well on Shapes3D (METHODS.md).
@@ -29,6 +30,7 @@ from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.loss import LOSSES, epsilon_loss
 from diffdrl.diffusion.samplers import ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
+from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
 from diffdrl.models.encoder import Encoder, EncoderConfig
 from diffdrl.models.token_bank import TokenBank, TokenBankConfig
@@ -46,6 +48,7 @@ class EncDiffConfig:
     token_bank: TokenBankConfig = field(default_factory=TokenBankConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    anchoring: AnchoringConfig = field(default_factory=AnchoringConfig)
 
     def __post_init__(self):
         if self.name != "encdiff":
@@ -64,6 +67,7 @@ class EncDiff(nn.Module):
         self.config, self.resolution, self.channels = config, resolution, channels
         self.encoder = Encoder(config.encoder, config.units, resolution, channels)
         self.token_bank = TokenBank(config.token_bank, config.units, config.token_dim)
+        self.anchors = GaussianAnchors(config.anchoring, config.units, config.token_dim)
         self.denoiser = Denoiser(config.denoiser, config.token_dim, resolution, channels)
         self.schedule = NoiseSchedule(config.schedule)
 
@@ -79,8 +83,13 @@ class EncDiff(nn.Module):
             )
         return self.encoder(x)
 
-    def tokens(self, units: torch.Tensor) -> torch.Tensor:
+    def raw_tokens(self, units: torch.Tensor) -> torch.Tensor:
+        """Tokens before anchoring (what DyGA's mixtures are fitted on)."""
         return self.token_bank(units)  # (B, N, d)
+
+    def tokens(self, units: torch.Tensor) -> torch.Tensor:
+        """The tokens the denoiser reads: anchored when DyGA is on and fitted."""
+        return self.anchors(self.token_bank(units))  # (B, N, d)
 
     def forward(
         self, x0: torch.Tensor, generator: torch.Generator | None = None, shuffle_tokens: bool = False

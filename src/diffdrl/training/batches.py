@@ -17,7 +17,7 @@ import numpy as np
 from diffdrl.data.ground_truth import GroundTruthDataset
 
 # independent random streams derived from one seed
-DATA_STREAM, NOISE_STREAM, EVAL_STREAM = 0, 1, 2
+DATA_STREAM, NOISE_STREAM, EVAL_STREAM, ANCHOR_STREAM = 0, 1, 2, 3
 
 
 def step_rng(seed: int, step: int, stream: int, rank: int = 0) -> np.random.Generator:

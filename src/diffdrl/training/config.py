@@ -54,6 +54,9 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 1000
     eval_batch_size: int = 256
+    metrics: tuple[str, ...] = ()  # disentanglement metrics run during training (EMA weights)
+    metrics_every: int = 0  # steps between metric runs; 0 = only at the end
+    metrics_preset: str = "fast"
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     device: str = "auto"
@@ -79,6 +82,12 @@ class TrainConfig:
             raise ValueError("train.warmup_steps, train.weight_decay and train.grad_clip must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.metrics_every < 0:
+            raise ValueError(f"train.metrics_every must be >= 0, got {self.metrics_every}")
+        if self.metrics_preset not in ("canonical", "fast"):
+            raise ValueError(
+                f"train.metrics_preset must be 'canonical' or 'fast', got {self.metrics_preset!r}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -194,13 +203,35 @@ def read_yaml(path: Path) -> dict:
     return data or {}
 
 
-def preset_mapping(name_or_path: str) -> dict:
-    """The raw mapping of a preset name (``tiny-cpu``) or a YAML file path."""
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` laid over ``base``, section by section."""
+    merged = dict(base)
+    for key, value in top.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merge(base[key], value) if both_sections else value
+    return merged
+
+
+def preset_mapping(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
+    """The raw mapping of a preset name (``tiny-cpu``) or a YAML file path. A top-level
+    ``base: <preset or path>`` key makes it a variant: only what differs is written."""
+    if name_or_path in _seen:
+        raise ConfigError(
+            f"presets inherit from each other in a cycle: {' -> '.join((*_seen, name_or_path))}"
+        )
     if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
-        return read_yaml(Path(name_or_path))
-    if name_or_path not in preset_names():
+        mapping = read_yaml(Path(name_or_path))
+    elif name_or_path in preset_names():
+        text = resources.files("diffdrl.configs").joinpath(f"{name_or_path}.yaml").read_text()
+        mapping = yaml.safe_load(text) or {}
+    else:
         raise ConfigError(f"unknown preset {name_or_path!r} (presets: {', '.join(preset_names())})")
-    return yaml.safe_load(resources.files("diffdrl.configs").joinpath(f"{name_or_path}.yaml").read_text())
+    base = mapping.pop("base", None)
+    if base is None:
+        return mapping
+    if not isinstance(base, str):
+        raise ConfigError(f"{name_or_path}: base must be a preset name or YAML path, got {base!r}")
+    return _merge(preset_mapping(base, (*_seen, name_or_path)), mapping)
 
 
 def apply_overrides(mapping: dict, overrides: list[str]) -> dict:
@@ -229,5 +260,14 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
     return from_dict(Config, apply_overrides(preset_mapping(name_or_path), list(overrides)))
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block-style sections, flow-style lists: ``channels: [32, 64, 64, 64]``."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
+
+
 def dump_config(config: Config) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+    return yaml.dump(to_dict(config), Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -8,6 +8,7 @@ step plus the tensors; a resumed run ends bit-identical to an uninterrupted one 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +22,15 @@ from diffdrl import __version__
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.models.encdiff import EncDiff
-from diffdrl.training.batches import EVAL_STREAM, NOISE_STREAM, BatchStream, batch_at, step_seed
+from diffdrl.training.batches import (
+    ANCHOR_STREAM,
+    EVAL_STREAM,
+    NOISE_STREAM,
+    BatchStream,
+    batch_at,
+    step_rng,
+    step_seed,
+)
 from diffdrl.training.checkpoint import (
     atomic_write_text,
     latest_checkpoint,
@@ -88,6 +97,12 @@ class Trainer:
             raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {world} processes")
         self.local_batch_size = tc.batch_size // world
         self.dataset = make_dataset(config.data.name, config.data.path, config.data.resolution)
+        if tc.metrics:
+            from diffdrl.metrics import METRICS
+
+            unknown = [m for m in tc.metrics if m not in METRICS]
+            if unknown:
+                raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
         model = build_model(config)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -177,6 +192,61 @@ class Trainer:
             "eval/token_reliance": losses[True] / losses[False] - 1.0,
         }
 
+    def ema_model(self) -> EncDiff:
+        """A copy of the model carrying the EMA weights, in eval mode."""
+        model = copy.deepcopy(self.unwrapped)
+        model.load_state_dict(self.ema.state_dict())
+        return model.eval()
+
+    def evaluate_metrics(self) -> dict:
+        """The configured disentanglement metrics of the EMA model (what ``load_model`` returns)."""
+        from diffdrl.api import representation
+        from diffdrl.metrics import evaluate
+
+        tc = self.config.train
+        scores = evaluate(
+            self.dataset,
+            representation(self.ema_model()),
+            list(tc.metrics),
+            seed=tc.seed,
+            preset=tc.metrics_preset,
+            progress=False,
+        )
+        return {"step": self.step, **scores}
+
+    @torch.no_grad()
+    def refit_anchors(self) -> dict:
+        """DyGA: refit every unit's mixture on the raw tokens of fresh training images (the same on
+        every process: same images, same generator), then give the EMA copy the same mixtures."""
+        model, tc = self.unwrapped, self.config.train
+        count = min(len(self.dataset), model.anchors.config.max_fit_tokens)
+        index = step_rng(tc.seed, self.step, ANCHOR_STREAM).integers(0, len(self.dataset), size=count)
+        model.eval()
+        tokens = []
+        for i in tqdm(
+            range(0, count, tc.eval_batch_size),
+            desc="anchoring: encode",
+            leave=False,
+            disable=not (self.progress and self.is_main),
+        ):
+            x = self._to_input(self.dataset.images_at(index[i : i + tc.eval_batch_size]))
+            tokens.append(model.raw_tokens(model.encoder(x)).float())
+        model.train()
+        gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, self.step, ANCHOR_STREAM))
+        stats = model.anchors.fit(torch.cat(tokens), gen)
+        for key, value in model.anchors.state_dict(prefix="anchors.").items():
+            self.ema.shadow[key].copy_(value)  # EMA of mixtures would blend old and new ones
+        return {
+            "step": self.step,
+            **{f"anchoring/{k}": v for k, v in stats.items() if k != "components"},
+            "anchoring/components": stats["components"],
+        }
+
+    def _metrics_due(self) -> bool:
+        tc = self.config.train
+        every = tc.metrics_every and self.step % tc.metrics_every == 0
+        return bool(tc.metrics) and (every or self.step == tc.steps)
+
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
@@ -194,61 +264,78 @@ class Trainer:
             desc="train",
             dynamic_ncols=True,
         )
+
+        def log(row: dict, file: str, prefix: str = "") -> None:
+            _append_jsonl(self.run_dir / file, row)
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    writer.add_scalar(prefix + key, value, self.step)
+
         self.model.train()
         loss_value, window, tick = None, [], time.perf_counter()
         last_saved = latest_checkpoint(self.run_dir)
         try:
             for step, images in stream:
-                x = self._to_input(images)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr_at(step, self.config)
-                seed = step_seed(tc.seed, step, NOISE_STREAM, self.rank)
-                torch.manual_seed(seed)  # dropout and any other global-RNG draws
-                gen = torch.Generator(self.device).manual_seed(seed)
-                with self.accelerator.autocast():
-                    loss = self.model(x, generator=gen)
-                loss_value = float(loss.detach())
-                if not torch.isfinite(loss.detach()):
-                    where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"
-                    raise NonFiniteLossError(
-                        f"loss is {loss_value} at step {step}; stopped without saving ({where})"
-                    )
-                self.accelerator.backward(loss)
-                if tc.grad_clip:
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                loss_value = self._step(step, images, last_saved)
                 self.step = step + 1
-                self.ema.update(self.unwrapped, step)
                 window.append(loss_value)
                 bar.update(1)
+                side_jobs = time.perf_counter()  # refits, evaluations, checkpoints: not throughput
+                if self.unwrapped.anchors.should_refit(self.step):
+                    row = self.refit_anchors()
+                    if self.is_main:
+                        log(row, "metrics.jsonl")
+                        bar.write(
+                            f"step {self.step}: anchors refit, {row['anchoring/components_mean']:.1f} "
+                            f"components per unit, {row['anchoring/fit_seconds']:.1f} s"
+                        )
                 if self.is_main and (self.step % tc.log_every == 0 or self.step == tc.steps):
-                    now = time.perf_counter()
                     row = {
                         "step": self.step,
                         "loss": sum(window) / len(window),
                         "lr": lr_at(step, self.config),
-                        "images_per_s": len(window) * tc.batch_size / (now - tick),
+                        "images_per_s": len(window) * tc.batch_size / (side_jobs - tick),
                     }
-                    _append_jsonl(self.run_dir / "train_log.jsonl", row)
-                    for key in ("loss", "lr", "images_per_s"):
-                        writer.add_scalar(f"train/{key}", row[key], self.step)
+                    if self.unwrapped.anchors.last_lambda is not None:
+                        row["anchoring_lambda"] = float(self.unwrapped.anchors.last_lambda)
+                    log(row, "train_log.jsonl", "train/")
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-                    window, tick = [], now
+                    window, tick = [], side_jobs
                 if self.is_main and (self.step % tc.eval_every == 0 or self.step == tc.steps):
-                    row = self.evaluate()
-                    _append_jsonl(self.run_dir / "metrics.jsonl", row)
-                    for key, value in row.items():
-                        if key != "step":
-                            writer.add_scalar(key, value, self.step)
+                    log(self.evaluate(), "metrics.jsonl")
+                if self.is_main and self._metrics_due():
+                    log(self.evaluate_metrics(), "metrics.jsonl", "metrics/")
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
                     last_saved = self.save(loss_value)
-                    tick = time.perf_counter()  # checkpoint time is not training throughput
+                tick += time.perf_counter() - side_jobs
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
         return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
+
+    def _step(self, step: int, images, last_saved: Path | None) -> float:
+        """One optimisation step on batch ``step``; returns its loss."""
+        tc = self.config.train
+        x = self._to_input(images)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, self.config)
+        seed = step_seed(tc.seed, step, NOISE_STREAM, self.rank)
+        torch.manual_seed(seed)  # dropout, skip dropout and any other global-RNG draws
+        gen = torch.Generator(self.device).manual_seed(seed)
+        with self.accelerator.autocast():
+            loss = self.model(x, generator=gen)
+        loss_value = float(loss.detach())
+        if not torch.isfinite(loss.detach()):
+            where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"
+            raise NonFiniteLossError(f"loss is {loss_value} at step {step}; stopped without saving ({where})")
+        self.accelerator.backward(loss)
+        if tc.grad_clip:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.unwrapped, step)
+        return loss_value
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:

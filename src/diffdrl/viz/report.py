@@ -129,13 +129,15 @@ def build_report(
     metrics_file = run.path / "metrics.json"
     metrics_html = ""
     if metrics_file.exists():
-        scores = json.loads(metrics_file.read_text())
+        record = json.loads(metrics_file.read_text())
+        scores = record["scores"]
         cells = "".join(
             f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
             for k, v in scores.items()
             if isinstance(v, (int, float))
         )
-        metrics_html = f"<h2>Metrics</h2><table>{cells}</table>"
+        note = f"{record['checkpoint']}, {record['weights']} weights, preset {record['preset']}"
+        metrics_html = f"<h2>Metrics</h2><p>{html.escape(note)}</p><table>{cells}</table>"
     body = "".join(
         f"<h2>{html.escape(t)}</h2><p>{html.escape(n)}</p>"
         f'<img src="data:image/png;base64,{_b64(p)}" alt="{html.escape(t)}">'

@@ -1,0 +1,127 @@
+"""Disentanglement metrics: disentanglement_lib's protocol, one file per metric, run by ``evaluate``.
+
+Every metric is ``metric(data, represent, rng, *, <sample sizes and settings>) -> dict[str, float]``
+with ``represent(uint8 images (B, H, W, C)) -> float32 (B, K)``; metrics never import models.
+
+Presets and key names (details in ``presets``):
+- ``"canonical"`` = each function's keyword defaults = dlib's published settings (FactorVAE
+  64/10000/5000/10000 with absolute 0.05 pruning, DCI with scikit-learn GBT at 10000/5000, ...).
+  Keys: ``factor_vae.eval_accuracy``, ``dci.disentanglement``, ``mig``, ``sap``, ``modularity``,
+  ``explicitness``, ``beta_vae.eval_accuracy``, ``unsupervised.gaussian_total_correlation``, ...
+- ``"fast"`` = fewer samples and LightGBM importances for DCI (``presets.FAST``). Keys carry
+  ``_fast`` (``dci_fast.disentanglement``, ``mig_fast``), so a report can never show a fast
+  number as a canonical one; any other setting gives ``_custom`` and/or the option's value
+  (``factor_vae_relative.eval_accuracy`` for FactorVAE with scale-free pruning).
+
+``evaluate`` gives each metric its own ``np.random.default_rng(seed)`` (as dlib reseeds each
+metric) and shares one cache of encoded factor vectors between them, so sets that several
+metrics draw identically are rendered and encoded once. TAD works on precomputed codes and
+binary attributes (``tad.tad_nashae``, ``tad.tad_infodiffusion``); PCA-1 per unit for token
+representations is in ``pca``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from diffdrl.metrics.beta_vae import beta_vae
+from diffdrl.metrics.dci import dci, dci_from_codes
+from diffdrl.metrics.factor_vae import factor_vae
+from diffdrl.metrics.mig import mig
+from diffdrl.metrics.modularity import modularity_explicitness
+from diffdrl.metrics.pca import PerUnitPCA, pca_per_unit
+from diffdrl.metrics.presets import PRESETS, preset_arguments
+from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, CachedRepresentation
+from diffdrl.metrics.sap import sap
+from diffdrl.metrics.tad import tad_infodiffusion, tad_nashae
+from diffdrl.metrics.unsupervised import unsupervised
+
+METRICS: dict[str, Callable[..., dict[str, float]]] = {
+    "factor_vae": factor_vae,
+    "dci": dci,
+    "mig": mig,
+    "sap": sap,
+    "modularity": modularity_explicitness,
+    "beta_vae": beta_vae,
+    "unsupervised": unsupervised,
+}
+# Metrics that need ground-truth factors; the rest also run on unlabelled image datasets.
+NEEDS_FACTORS = frozenset(METRICS) - {"unsupervised"}
+
+__all__ = [
+    "METRICS",
+    "PRESETS",
+    "PerUnitPCA",
+    "beta_vae",
+    "dci",
+    "dci_from_codes",
+    "evaluate",
+    "factor_vae",
+    "format_table",
+    "mig",
+    "modularity_explicitness",
+    "pca_per_unit",
+    "sap",
+    "tad_infodiffusion",
+    "tad_nashae",
+    "unsupervised",
+]
+COUNTS = ("num_active_codes", "attributes_captured", "num_samples")
+
+
+def evaluate(
+    data,
+    represent: Callable[[np.ndarray], np.ndarray],
+    metrics: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    preset: str = "canonical",
+    progress: bool = True,
+    *,
+    overrides: dict[str, dict[str, object]] | None = None,
+    encode_batch_size: int = ENCODE_BATCH_SIZE,
+) -> dict[str, float]:
+    """Run metrics (default: all that apply to ``data``) under a preset; one flat dict of scores.
+
+    ``overrides`` changes settings per metric on top of the preset, e.g.
+    ``{"factor_vae": {"pruning": "relative"}}``; the keys then name the variant
+    (``factor_vae_relative.eval_accuracy``).
+    """
+    has_factors = hasattr(data, "factor_sizes")
+    if metrics is None:
+        metrics = [name for name in METRICS if has_factors or name not in NEEDS_FACTORS]
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown} (metrics: {', '.join(METRICS)})")
+    if not has_factors and (needs := [name for name in metrics if name in NEEDS_FACTORS]):
+        raise ValueError(f"metrics {needs} need a dataset with ground-truth factors")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
+    overrides = overrides or {}
+    if unknown := sorted(set(overrides) - set(metrics)):
+        raise ValueError(f"overrides for metrics not being run: {unknown} (running: {', '.join(metrics)})")
+    cached = CachedRepresentation(represent)
+    results: dict[str, float] = {}
+    for name in metrics:
+        start = time.perf_counter()
+        kwargs = {**preset_arguments(name, METRICS[name], preset), **overrides.get(name, {})}
+        rng = np.random.default_rng(seed)
+        results.update(METRICS[name](data, cached, rng, encode_batch_size=encode_batch_size, **kwargs))
+        if progress:
+            print(f"[metrics] {name} ({preset}): {time.perf_counter() - start:.1f} s", flush=True)
+    return results
+
+
+def format_table(results: dict[str, float]) -> str:
+    """Aligned two-column text table of a results dict (counts as integers, scores to 4 places)."""
+    if not results:
+        return "(no results)"
+    width = max(len(key) for key in results)
+    lines = []
+    for key, value in results.items():
+        is_count = key.endswith(COUNTS) and float(value).is_integer()
+        shown = f"{int(value)}" if is_count else f"{value:.4f}"
+        lines.append(f"{key:<{width}}  {shown:>8}")
+    return "\n".join(lines)

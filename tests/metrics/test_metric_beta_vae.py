@@ -1,0 +1,21 @@
+import numpy as np
+
+from diffdrl.metrics.beta_vae import beta_vae
+
+
+def run(data, represent, seed=0):
+    return beta_vae(data, represent, np.random.default_rng(seed), num_train=300, num_eval=200)
+
+
+def test_identity_scores_one(data, identity):
+    out = run(data, identity)
+    assert out["beta_vae_custom.eval_accuracy"] == 1.0
+    assert out["beta_vae_custom.train_accuracy"] == 1.0
+
+
+def test_random_codes_near_chance(data, random_codes):
+    assert abs(run(data, random_codes)["beta_vae_custom.eval_accuracy"] - 1 / data.num_factors) < 0.12
+
+
+def test_same_seed_same_result(data, random_codes):
+    assert run(data, random_codes, 3) == run(data, random_codes, 3)

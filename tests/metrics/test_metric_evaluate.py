@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from diffdrl.metrics import METRICS, evaluate, format_table
+from diffdrl.metrics.presets import FAST, variant_suffix
+
+
+def test_fast_preset_runs_every_metric_with_labelled_keys(data, identity):
+    out = evaluate(data, identity, preset="fast", progress=False)
+    assert all(key.split(".")[0].endswith("_fast") for key in out), sorted(out)
+    assert out["factor_vae_fast.eval_accuracy"] == 1.0
+    assert out["dci_fast.disentanglement"] > 0.95
+    assert out["mig_fast"] > 0.9
+    assert out["beta_vae_fast.eval_accuracy"] == 1.0
+    lines = format_table(out).splitlines()
+    assert len(lines) == len(out)
+    row = next(line for line in lines if line.startswith("factor_vae_fast.num_active_codes"))
+    assert row.split() == ["factor_vae_fast.num_active_codes", "4"]
+    assert any(line.split() == ["factor_vae_fast.eval_accuracy", "1.0000"] for line in lines)
+
+
+def test_same_seed_identical_results_other_seed_differs(data, random_codes):
+    metrics = ["factor_vae", "mig", "dci"]
+    first = evaluate(data, random_codes, metrics, seed=3, preset="fast", progress=False)
+    assert first == evaluate(data, random_codes, metrics, seed=3, preset="fast", progress=False)
+    assert first != evaluate(data, random_codes, metrics, seed=4, preset="fast", progress=False)
+
+
+def test_shared_draws_are_encoded_once(data, identity):
+    seen = []
+
+    def represent(images):
+        seen.append(len(images))
+        return identity(images)
+
+    evaluate(data, represent, ["mig", "unsupervised", "sap"], preset="fast", progress=False)
+    assert sum(seen) == 5000 + 2500  # the 5000 training points once, SAP's test set once
+
+
+def test_overrides_change_settings_and_name_the_variant(data):
+    def tiny(images):  # an untrained encoder's scale
+        return (1e-3 * images[:, 0, :, 0]).astype(np.float32)
+
+    out = evaluate(
+        data,
+        tiny,
+        ["factor_vae"],
+        preset="fast",
+        overrides={"factor_vae": {"pruning": "relative"}},
+        progress=False,
+    )
+    assert out["factor_vae_fast_relative.eval_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="not being run"):
+        evaluate(data, tiny, ["mig"], overrides={"factor_vae": {"pruning": "relative"}})
+
+
+def test_names_are_validated(data, identity):
+    with pytest.raises(ValueError, match="unknown metrics.*factor_vae"):
+        evaluate(data, identity, ["fvae"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        evaluate(data, identity, ["mig"], preset="quick")
+
+
+def test_variant_naming_rules():
+    dci = METRICS["dci"]
+    assert variant_suffix("dci", dci, {}) == ""
+    assert variant_suffix("dci", dci, FAST["dci"]) == "_fast"
+    assert variant_suffix("dci", dci, {"importance": "lightgbm"}) == "_lightgbm"
+    assert variant_suffix("dci", dci, {**FAST["dci"], "importance": "gbt"}) == "_fast_gbt"
+    assert variant_suffix("dci", dci, {"num_train": 100}) == "_custom"
+    assert variant_suffix("dci", dci, {"n_jobs": 2, "encode_batch_size": 7}) == ""
+    fvae = METRICS["factor_vae"]
+    assert variant_suffix("factor_vae", fvae, {"pruning": "relative"}) == "_relative"
+    assert (
+        variant_suffix("factor_vae", fvae, {**FAST["factor_vae"], "pruning": "relative"}) == "_fast_relative"
+    )
+
+
+def test_factor_free_datasets_get_the_unsupervised_scores_only(identity):
+    class Folder:
+        def __len__(self):
+            return 100
+
+        def images_at(self, index):
+            return np.stack([index % 10, index // 10], 1).astype(np.uint8)[:, None, :, None]
+
+    out = evaluate(Folder(), lambda x: x[:, 0, :, 0].astype(np.float32), preset="fast", progress=False)
+    assert set(key.split(".")[0] for key in out) == {"unsupervised_fast"}
+    with pytest.raises(ValueError, match="need a dataset with ground-truth factors"):
+        evaluate(Folder(), identity, ["mig"])
