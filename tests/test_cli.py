@@ -81,7 +81,12 @@ def test_datasets_commands(tmp_path, capsys):
     assert main(["datasets", "info", "synth-shapes3d", "--resolution", "32"]) == 0
     out = capsys.readouterr().out
     assert "480000 images" in out and "orientation" in out
-    assert main(["datasets", "preview", "synth-shapes3d", "--resolution", "16", "--out", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            ["datasets", "preview", "synth-shapes3d", "--resolution", "16", "--out", str(tmp_path / "p.png")]
+        )
+        == 0
+    )
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["datasets", "info", "no-such-set"]) == 2
     assert "unknown dataset 'no-such-set'" in capsys.readouterr().err

@@ -84,10 +84,14 @@ REPRESENTATIONS = ("units", "tokens")
 
 
 @torch.no_grad()
-def encode_tokens(model: EncDiff, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Tokens (n, N, d) float32 the denoiser reads (anchored under DyGA) of uint8 images."""
+def encode_tokens(
+    model: EncDiff, images: np.ndarray, batch_size: int = 512, anchored: bool = True
+) -> np.ndarray:
+    """Tokens (n, N, d) float32 of uint8 images: those the denoiser reads (anchored under DyGA), or
+    with ``anchored=False`` those before anchoring (what DyGA's mixtures are fitted on)."""
+    tokens = model.tokens if anchored else model.raw_tokens
     out = [
-        model.tokens(model.encode(images[i : i + batch_size])).float().cpu().numpy()
+        tokens(model.encode(images[i : i + batch_size])).float().cpu().numpy()
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out)

@@ -252,6 +252,18 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_embeddings(args) -> None:
+    from diffdrl.api import load_run
+    from diffdrl.viz.unit_embeddings import save_unit_embeddings
+
+    run = load_run(args.run, weights=args.weights)
+    units = [int(u) for u in args.units.split(",")] if args.units else None
+    path = save_unit_embeddings(
+        run, _out(args, run, "unit_embeddings.png"), units, args.num, args.method, args.seed
+    )
+    print(f"wrote {path}")
+
+
 def cmd_schedules(args) -> None:
     from diffdrl.viz.schedules import save_schedule_plot
 
@@ -348,6 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = viz_parser(
+        "embeddings",
+        "each unit's tokens in 2-D, coloured by its factor, with DyGA's mixtures",
+        cmd_embeddings,
+    )
+    p.add_argument("--units", help="comma-separated units (default: the 8 most informative)")
+    p.add_argument("--num", type=int, default=2000, help="images")
+    p.add_argument("--method", choices=("pca", "pacmap", "umap"), default="pca")
 
     p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
     p.add_argument("--pairs", type=int, default=6)

@@ -18,7 +18,11 @@ def test_paper_encoder_matches_the_published_table_at_64():
     encoder = Encoder(EncoderConfig(architecture="paper"), num_units=20, resolution=64)
     convs = [m for m in encoder.features if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
-        (3, 64, 7, 1), (64, 128, 4, 2), (128, 256, 4, 2), (256, 256, 4, 2), (256, 256, 4, 2),
+        (3, 64, 7, 1),
+        (64, 128, 4, 2),
+        (128, 256, 4, 2),
+        (256, 256, 4, 2),
+        (256, 256, 4, 2),
     ]
     linears = [m for m in encoder.head if isinstance(m, torch.nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(4096, 256), (256, 256), (256, 20)]
@@ -36,8 +40,9 @@ def test_encoder_rejects_resolutions_it_cannot_downsample():
 
 def test_denoiser_output_depends_on_the_tokens():
     torch.manual_seed(0)
-    config = DenoiserConfig(channels=(8, 16), cross_attention=(False, True), heads=2, norm_groups=4,
-                            layers_per_block=1)
+    config = DenoiserConfig(
+        channels=(8, 16), cross_attention=(False, True), heads=2, norm_groups=4, layers_per_block=1
+    )
     net = Denoiser(config, token_dim=4, resolution=16).eval()
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([10, 500])
     tokens = torch.randn(2, 3, 4)

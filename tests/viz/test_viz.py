@@ -89,7 +89,9 @@ def test_information_bottleneck_matches_a_monte_carlo_estimate():
     rng = np.random.default_rng(0)
     x0, eps = rng.normal(size=200_000), rng.normal(size=200_000)
     x_t = np.sqrt(abar[t]) * x0 + np.sqrt(1 - abar[t]) * eps
-    mu = (np.sqrt(abar[t - 1]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - abar[t - 1]) * x_t) / (1 - abar[t])
+    mu = (np.sqrt(abar[t - 1]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - abar[t - 1]) * x_t) / (
+        1 - abar[t]
+    )
     var = (1 - abar[t - 1]) / (1 - abar[t]) * betas[t]
     kl = 0.5 * (var - 1 - np.log(var) + mu**2)
     assert information_bottleneck_curve(betas)[t - 1] == pytest.approx(kl.mean(), rel=1e-2)
@@ -112,10 +114,53 @@ def test_report_has_every_section(trained_tiny, tmp_path):
     from diffdrl.viz.report import build_report
 
     page = build_report(trained_tiny, tmp_path / "report", steps=2, pairs=2).read_text()
-    for title in ("Training", "Evaluations over training", "Unit-factor matrix", "Latent interchange",
-                  "Traversals", "Cross-attention maps", "Reconstructions", "Beta schedules", "Config"):
+    for title in (
+        "Training",
+        "Evaluations over training",
+        "Unit-factor matrix",
+        "Unit embeddings",
+        "Latent interchange",
+        "Traversals",
+        "Cross-attention maps",
+        "Reconstructions",
+        "Beta schedules",
+        "Config",
+    ):
         assert f"<h2>{title}</h2>" in page, title
-    assert page.count("data:image/png;base64,") == 8
-    for png in ("training", "metrics", "unit_factor", "interchange", "traversal", "attention", "reconstruction",
-                "schedules"):
+    assert page.count("data:image/png;base64,") == 9
+    for png in (
+        "training",
+        "metrics",
+        "unit_factor",
+        "unit_embeddings",
+        "interchange",
+        "traversal",
+        "attention",
+        "reconstruction",
+        "schedules",
+    ):
         assert (tmp_path / "report" / f"{png}.png").exists()
+
+
+def test_unit_embeddings_draw_fitted_mixtures(tiny_config, tmp_path):
+    from diffdrl.api import load_run
+    from diffdrl.training.trainer import train
+    from diffdrl.viz.unit_embeddings import project, save_unit_embeddings
+
+    dyga = [
+        "model.anchoring.enabled=true",
+        "model.anchoring.refit_every=1",
+        "model.anchoring.max_fit_tokens=64",
+        "model.anchoring.em_iterations=3",
+        "train.steps=1",
+    ]
+    train(tiny_config(*dyga), tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    assert run.model.anchors._is_fitted
+    path = save_unit_embeddings(run, tmp_path / "emb.png", num=300, units=[0, 2])
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    xy, linear = project(np.random.default_rng(0).normal(size=(50, 4)))
+    assert xy.shape == (50, 2) and linear.shape == (3, 4)
+    np.testing.assert_allclose(linear[:2] @ linear[:2].T, np.eye(2), atol=1e-10)
+    with pytest.raises(ValueError, match="method must be one of"):
+        project(xy, method="tsne")

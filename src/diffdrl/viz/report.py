@@ -22,6 +22,7 @@ from diffdrl.viz.grid import save_grid, to_uint8
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
 from diffdrl.viz.schedules import save_schedule_plot
 from diffdrl.viz.traversal import traverse, unit_ranges
+from diffdrl.viz.unit_embeddings import save_unit_embeddings
 from diffdrl.viz.unit_factor import save_unit_factor_matrix, unit_factor_importance
 
 
@@ -88,6 +89,11 @@ def build_report(
             "Unit-factor matrix",
             save_unit_factor_matrix(importance, run.data.factor_names, out / "unit_factor.png"),
             "Fast DCI importances (LightGBM gain; not the canonical estimator). Units sorted by factor.",
+        )
+        figure(
+            "Unit embeddings",
+            save_unit_embeddings(run, out / "unit_embeddings.png", seed=seed, importance=importance),
+            "Tokens before anchoring, PCA to 2-D, coloured by each unit's factor; DyGA's mixtures if fitted.",
         )
     _, images = run.sample(2 * pairs, seed)
     swap = interchange(model, images[:pairs], images[pairs:], steps=steps, seed=seed)

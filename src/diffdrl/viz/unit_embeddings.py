@@ -1,0 +1,108 @@
+"""Each unit's tokens in 2-D, coloured by the factor that unit informs most (DyGA's Figure 1).
+
+Under Dynamic Gaussian Anchoring the tokens of a unit should form one cluster per value of its
+factor; the fitted mixture components are drawn on top (means as crosses, 2-sigma ellipses) when
+the projection is linear (PCA). PaCMAP or UMAP give non-linear views when installed; then only
+the tokens are drawn, since Gaussians do not survive a non-linear map.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+
+from diffdrl.api import Run, encode_tokens
+from diffdrl.viz.unit_factor import unit_factor_importance
+
+METHODS = ("pca", "pacmap", "umap")
+
+
+def project(tokens: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """2-D coordinates (M, 2) of one unit's tokens (M, d), and the (2, d) basis + mean when linear."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "pca":
+        mean = tokens.mean(0)
+        _, _, vt = np.linalg.svd(tokens - mean, full_matrices=False)
+        basis = vt[:2]  # (2, d)
+        return (tokens - mean) @ basis.T, np.vstack([basis, mean])
+    if importlib.util.find_spec(method) is None:
+        raise ValueError(
+            f"method {method!r} needs the '{'umap-learn' if method == 'umap' else method}' package"
+        )
+    if method == "pacmap":
+        import pacmap
+
+        return pacmap.PaCMAP(n_components=2, random_state=seed).fit_transform(tokens), None
+    import umap
+
+    return umap.UMAP(n_components=2, random_state=seed).fit_transform(tokens), None
+
+
+def save_unit_embeddings(
+    run: Run,
+    path: str | Path,
+    units: list[int] | None = None,
+    num: int = 2000,
+    method: str = "pca",
+    seed: int = 0,
+    importance: np.ndarray | None = None,
+) -> Path:
+    """One panel per unit (default: the 8 most informative): its tokens before anchoring, coloured
+    by the factor it informs most, with the fitted mixture (if any) on top."""
+    model = run.model
+    importance = unit_factor_importance(run, seed=seed) if importance is None else importance
+    units = units if units is not None else list(np.argsort(-importance.sum(1))[:8])
+    factors, images = run.sample(num, seed)
+    tokens = encode_tokens(model, images, anchored=False)  # (M, N, d): what the mixtures are fitted on
+    anchors = model.anchors
+    fitted = anchors._is_fitted
+    cols = min(4, len(units))
+    rows = -(-len(units) // cols)
+    figure = Figure(figsize=(3.2 * cols, 3.0 * rows), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(rows, cols)).ravel()
+    for ax, unit in zip(axes, units, strict=False):
+        factor = int(importance[unit].argmax())
+        xy, linear = project(tokens[:, unit], method, seed)
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=factors[:, factor], s=3, cmap="turbo", alpha=0.7)
+        figure.colorbar(scatter, ax=ax, fraction=0.046).ax.tick_params(labelsize=6)
+        if fitted and linear is not None:
+            _draw_components(ax, anchors, unit, linear)
+        ax.set_title(f"unit {unit}: {run.data.factor_names[factor]}", fontsize=9)
+        ax.tick_params(labelsize=6)
+    for ax in axes[len(units) :]:
+        ax.set_axis_off()
+    note = "fitted components: x = mean, ellipse = 2 sigma" if fitted else "no fitted anchors"
+    figure.suptitle(f"tokens of each unit ({method.upper()}), coloured by its factor; {note}", fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def _draw_components(ax, anchors, unit: int, linear: np.ndarray) -> None:
+    """Project unit's active components (raw space) onto the PCA plane and draw them."""
+    basis, mean = linear[:2], linear[2]
+    active = anchors.active[unit].numpy()
+    means = anchors.raw_means()[unit].numpy()[active]  # (K, d)
+    span = float(anchors.token_span[unit])
+    scales = anchors.scales[unit].numpy()[active]
+    if scales.ndim == 3:  # Cholesky factors (K, d, d)
+        cov = scales @ scales.transpose(0, 2, 1)
+    else:  # standard deviations (K, d)
+        cov = np.eye(scales.shape[-1]) * (scales**2)[:, None, :]
+    cov = span**2 * cov  # back to the raw token space
+    centres = (means - mean) @ basis.T
+    for centre, c in zip(centres, basis @ cov @ basis.T, strict=True):
+        values, vectors = np.linalg.eigh(c)
+        angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+        width, height = 4 * np.sqrt(np.maximum(values[::-1], 0))
+        ax.add_patch(Ellipse(centre, width, height, angle=angle, fill=False, lw=0.8, color="black"))
+    ax.scatter(centres[:, 0], centres[:, 1], marker="x", c="black", s=25, lw=1.2)
