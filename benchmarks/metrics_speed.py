@@ -6,10 +6,12 @@ reads back, so encoding costs nothing and the measured time splits into renderin
 and the metric's own work. Units 0-5 follow one factor each with some cross-talk; units 6-19
 are random mixtures, so the scores sit mid-range, where metric variants disagree most.
 
-Each metric runs alone under the canonical preset (no shared cache, as if run separately).
-DCI is timed on one shared sample (10000/5000) with scikit-learn GBT (canonical, slow) and with
-LightGBM gain importances (the fast variant), reporting both values. Then ``evaluate`` runs the
-whole fast preset once. Results go to benchmarks/results/metrics_speed.json.
+Rendering speed swings widely with other load on the machine (torch threads oversubscribed), so
+compare metric times, not render times, across runs. Each metric runs alone under the canonical
+preset (no shared cache, as if run separately). DCI is timed on one shared sample (10000/5000)
+with scikit-learn GBT (canonical, slow) and with LightGBM gain importances (the fast variant),
+reporting both values. Then ``evaluate`` runs the whole fast preset once. Results go to
+benchmarks/results/metrics_speed.json.
 
     python benchmarks/metrics_speed.py                 # everything (several minutes on 2 cores)
     python benchmarks/metrics_speed.py --skip-gbt      # without canonical DCI

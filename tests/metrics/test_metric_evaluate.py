@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
+from metric_fakes import CodeImages, identity, random_codes_for
 
 from diffdrl.metrics import METRICS, evaluate, format_table
 from diffdrl.metrics.presets import FAST, variant_suffix
 
 
-def test_fast_preset_runs_every_metric_with_labelled_keys(data, identity):
+def test_fast_preset_runs_every_metric_with_labelled_keys():
+    data = CodeImages()
     out = evaluate(data, identity, preset="fast", progress=False)
     assert all(key.split(".")[0].endswith("_fast") for key in out), sorted(out)
     assert out["factor_vae_fast.eval_accuracy"] == 1.0
@@ -19,14 +21,17 @@ def test_fast_preset_runs_every_metric_with_labelled_keys(data, identity):
     assert any(line.split() == ["factor_vae_fast.eval_accuracy", "1.0000"] for line in lines)
 
 
-def test_same_seed_identical_results_other_seed_differs(data, random_codes):
+def test_same_seed_identical_results_other_seed_differs():
+    data = CodeImages()
+    random_codes = random_codes_for(data)
     metrics = ["factor_vae", "mig", "dci"]
     first = evaluate(data, random_codes, metrics, seed=3, preset="fast", progress=False)
     assert first == evaluate(data, random_codes, metrics, seed=3, preset="fast", progress=False)
     assert first != evaluate(data, random_codes, metrics, seed=4, preset="fast", progress=False)
 
 
-def test_shared_draws_are_encoded_once(data, identity):
+def test_shared_draws_are_encoded_once():
+    data = CodeImages()
     seen = []
 
     def represent(images):
@@ -37,7 +42,9 @@ def test_shared_draws_are_encoded_once(data, identity):
     assert sum(seen) == 5000 + 2500  # the 5000 training points once, SAP's test set once
 
 
-def test_overrides_change_settings_and_name_the_variant(data):
+def test_overrides_change_settings_and_name_the_variant():
+    data = CodeImages()
+
     def tiny(images):  # an untrained encoder's scale
         return (1e-3 * images[:, 0, :, 0]).astype(np.float32)
 
@@ -54,7 +61,8 @@ def test_overrides_change_settings_and_name_the_variant(data):
         evaluate(data, tiny, ["mig"], overrides={"factor_vae": {"pruning": "relative"}})
 
 
-def test_names_are_validated(data, identity):
+def test_names_are_validated():
+    data = CodeImages()
     with pytest.raises(ValueError, match="unknown metrics.*factor_vae"):
         evaluate(data, identity, ["fvae"])
     with pytest.raises(ValueError, match="unknown preset"):
@@ -76,7 +84,7 @@ def test_variant_naming_rules():
     )
 
 
-def test_factor_free_datasets_get_the_unsupervised_scores_only(identity):
+def test_factor_free_datasets_get_the_unsupervised_scores_only():
     class Folder:
         def __len__(self):
             return 100

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
+from metric_fakes import CodeImages, decode, identity, random_codes_for
 
-from conftest import decode
 from diffdrl.metrics.modularity import modularity, modularity_explicitness
 
 
@@ -18,7 +18,9 @@ def test_formula_known_answers():
     assert modularity(np.array([[2.0, 1.0, 0.0]])) == pytest.approx(7 / 8)
 
 
-def test_identity_scores_high_random_low(data, identity, random_codes):
+def test_identity_scores_high_random_low():
+    data = CodeImages()
+    random_codes = random_codes_for(data)
     mod, exp, exp_train = run(data, identity)
     assert mod > 0.95 and exp > 0.95 and exp_train > 0.95
     mod_r, exp_r, _ = run(data, random_codes)
@@ -26,7 +28,9 @@ def test_identity_scores_high_random_low(data, identity, random_codes):
     assert abs(exp_r - 0.5) < 0.1
 
 
-def test_constant_code_does_not_break_explicitness(data):
+def test_constant_code_does_not_break_explicitness():
+    data = CodeImages()
+
     def represent(images):
         z = decode(images)
         return np.concatenate([z, np.ones((len(z), 1))], 1).astype(np.float32)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from metric_fakes import CodeImages, identity
 
 from diffdrl.metrics.sampling import (
     CachedRepresentation,
@@ -11,7 +12,8 @@ from diffdrl.metrics.sampling import (
 )
 
 
-def test_fixed_factor_groups_share_the_chosen_factor(data):
+def test_fixed_factor_groups_share_the_chosen_factor():
+    data = CodeImages()
     k, codes = fixed_factor_groups(data, 50, 8, np.random.default_rng(0))
     assert codes.shape == (50, 8, 4) and k.shape == (50,)
     fixed = codes[np.arange(50), :, k]  # (50, 8)
@@ -20,14 +22,16 @@ def test_fixed_factor_groups_share_the_chosen_factor(data):
     assert (codes.std(1) > 0).sum() > 50 * 2  # the other factors still vary
 
 
-def test_paired_groups_agree_only_on_the_chosen_factor(data):
+def test_paired_groups_agree_only_on_the_chosen_factor():
+    data = CodeImages()
     k, first, second = paired_groups(data, 40, 16, np.random.default_rng(0))
     rows = np.arange(40)
     assert (first[rows, :, k] == second[rows, :, k]).all()
     assert (first != second).any()
 
 
-def test_encode_batches_and_validates(data, identity):
+def test_encode_batches_and_validates():
+    data = CodeImages()
     codes = data.sample_factors(1000, np.random.default_rng(0))
     calls = []
 
@@ -46,7 +50,8 @@ def test_encode_batches_and_validates(data, identity):
         encode(data, lambda x: identity(x) * np.nan, codes)
 
 
-def test_groups_are_encoded_many_per_call(data, identity):
+def test_groups_are_encoded_many_per_call():
+    data = CodeImages()
     k, codes = fixed_factor_groups(data, 100, 64, np.random.default_rng(0))
     calls = []
 
@@ -59,7 +64,8 @@ def test_groups_are_encoded_many_per_call(data, identity):
     assert (out[np.arange(100), k] == 0).all()
 
 
-def test_cache_encodes_each_set_once_and_returns_copies(data, identity):
+def test_cache_encodes_each_set_once_and_returns_copies():
+    data = CodeImages()
     calls = []
 
     def represent(images):

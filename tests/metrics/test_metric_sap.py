@@ -1,6 +1,6 @@
 import numpy as np
+from metric_fakes import CodeImages, decode, identity, random_codes_for
 
-from conftest import decode
 from diffdrl.metrics.sap import sap, sap_matrix
 
 
@@ -8,13 +8,17 @@ def run(data, represent):
     return sap(data, represent, np.random.default_rng(0), num_train=1000, num_test=500)["sap_custom"]
 
 
-def test_identity_beats_random(data, identity, random_codes):
+def test_identity_beats_random():
+    data = CodeImages()
+    random_codes = random_codes_for(data)
     good, bad = run(data, identity), run(data, random_codes)
     assert good > 0.2
     assert bad < 0.05
 
 
-def test_mixing_lowers_sap(data, identity):
+def test_mixing_lowers_sap():
+    data = CodeImages()
+
     def mixed(images):  # a and b only readable together
         z = decode(images)
         return np.stack([z[:, 0] + z[:, 1], z[:, 0] - z[:, 1], z[:, 2], z[:, 3]], 1).astype(np.float32)

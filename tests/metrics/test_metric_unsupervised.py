@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
+from metric_fakes import CodeImages, decode, identity
 
-from conftest import decode
 from diffdrl.metrics.unsupervised import (
     gaussian_total_correlation,
     gaussian_wasserstein_correlation,
@@ -31,7 +31,9 @@ def test_sampled_total_correlation_matches_the_analytic_value():
     assert mean_pairwise_mutual_info(np.stack([a, b], 1)) < 0.02
 
 
-def test_independent_factors_vs_correlated_codes(data, identity):
+def test_independent_factors_vs_correlated_codes():
+    data = CodeImages()
+
     def correlated(images):
         z = decode(images)
         return np.stack([z[:, 0], z[:, 0] + 0.2 * z[:, 1], z[:, 2]], 1).astype(np.float32)

@@ -68,3 +68,10 @@ def test_loss_is_reproducible_with_a_generator(tiny_config, loss):
     a = model(x, generator=torch.Generator().manual_seed(1))
     b = model(x, generator=torch.Generator().manual_seed(1))
     assert a.item() == b.item() and a.item() > 0
+
+
+def test_plain_encdiff_checkpoints_carry_no_anchoring_state(tiny_config):
+    plain = EncDiff(tiny_config().model, resolution=16)
+    assert not any(k.startswith("anchors.") for k in plain.state_dict())
+    dyga = EncDiff(tiny_config("model.anchoring.enabled=true").model, resolution=16)
+    assert {"anchors.means", "anchors.fitted"} <= set(dyga.state_dict())

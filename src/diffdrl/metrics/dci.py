@@ -13,11 +13,12 @@ Importance (``importance``):
   impurity importances; ~20-50x faster. Split-count importances (LightGBM's default) are badly
   biased. Agreement with GBT is close but not exact, because LightGBM picks and scores splits
   by Newton gain (gradient^2 / hessian), which weighs late, noise-fitting trees more than GBT's
-  squared-error criterion: measured |dD|, |dC| <= 0.006 on a 6-factor 5000-point case, <= 0.02
-  on the tests' cases, but up to 0.1 lower D on near-separable noisy codes with few points per
-  class (1500 points); benchmarks/metrics_speed.py measures the 10000-point case. So fast DCI
-  is for monitoring; its keys are ``dci_lightgbm.*`` (or ``dci_fast.*`` in the fast preset),
-  never ``dci.*``, and papers' numbers need ``"gbt"``.
+  squared-error criterion. Measured (LightGBM minus GBT): D +0.003, C +0.006 on 10 codes x 6
+  factors at 5000 points; within 0.02 on the tests' cases; but D +0.060, C +0.042 on the
+  benchmark's 20-unit synth-shapes3d case at 10000/5000 (benchmarks/results/metrics_speed.json)
+  and D -0.10 on near-separable noisy codes with 1500 points. So fast DCI is for monitoring and
+  ranking runs, not for reporting: its keys are ``dci_lightgbm.*`` (or ``dci_fast.*`` in the
+  fast preset), never ``dci.*``; papers' numbers need ``"gbt"``.
 The GBT's ``random_state`` is drawn from the metric's generator (dlib left it unset, so its
 tie-breaking was not reproducible); ``n_jobs`` fits factors in parallel threads.
 """

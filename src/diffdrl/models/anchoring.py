@@ -102,13 +102,17 @@ class GaussianAnchors(nn.Module):
         self.config = config
         n, k, d = num_units, config.max_components, token_dim
         means = torch.zeros(n, k, d)
-        self.register_buffer("means", means)  # normalised space
-        self.register_buffer("scales", _identity_scales(means, config.covariance == "full").contiguous())
-        self.register_buffer("weights", torch.zeros(n, k))
-        self.register_buffer("active", torch.zeros(n, k, dtype=torch.bool))
-        self.register_buffer("fitted", torch.tensor(False))
-        self.register_buffer("token_high", torch.zeros(n))  # x = (c - high) / span lies in [-1, 0]
-        self.register_buffer("token_span", torch.ones(n))
+        # Saved in checkpoints only when anchoring is on: a plain EncDiff carries no mixture state.
+        keep = config.enabled
+        self.register_buffer("means", means, persistent=keep)  # normalised space
+        scales = _identity_scales(means, config.covariance == "full").contiguous()
+        self.register_buffer("scales", scales, persistent=keep)
+        self.register_buffer("weights", torch.zeros(n, k), persistent=keep)
+        self.register_buffer("active", torch.zeros(n, k, dtype=torch.bool), persistent=keep)
+        self.register_buffer("fitted", torch.tensor(False), persistent=keep)
+        # x = (c - high) / span lies in [-1, 0]
+        self.register_buffer("token_high", torch.zeros(n), persistent=keep)
+        self.register_buffer("token_span", torch.ones(n), persistent=keep)
         self.register_load_state_dict_post_hook(lambda module, keys: module.sync_fitted())
         self._is_fitted = False  # host copy of ``fitted``: forward must not sync with the GPU
         self.last_lambda: Tensor | None = None

@@ -1,16 +1,17 @@
 """A ground-truth dataset whose images store their own factor codes, so representations built
-from the true factors (identity, mixtures, noise) are exact and cost nothing to render."""
+from the true factors (identity, mixtures, noise) are exact and cost nothing to render.
+
+Plain helpers rather than conftest fixtures: a second ``conftest`` module would shadow the
+root one for ``from conftest import ...`` elsewhere in the suite.
+"""
 
 import numpy as np
-import pytest
 
 from diffdrl.data.ground_truth import GroundTruthDataset
 
 
 class CodeImages(GroundTruthDataset):
     """Image (1, F, 1) uint8 whose pixel f is factor f's code."""
-
-    factor_names = ("a", "b", "c", "d")
 
     def __init__(self, factor_sizes=(4, 5, 6, 7)):
         self.factor_sizes = tuple(factor_sizes)
@@ -25,18 +26,12 @@ def decode(images: np.ndarray) -> np.ndarray:
     return images[:, 0, :, 0].astype(np.float64)
 
 
-@pytest.fixture
-def data() -> CodeImages:
-    return CodeImages()
+def identity(images: np.ndarray) -> np.ndarray:
+    """The perfect representation: codes = factor classes."""
+    return decode(images).astype(np.float32)
 
 
-@pytest.fixture
-def identity():
-    return lambda images: decode(images).astype(np.float32)
-
-
-@pytest.fixture
-def random_codes(data):
+def random_codes_for(data: CodeImages, width: int = 6):
     """Codes drawn once per factor state, independent of the factors (deterministic)."""
-    table = np.random.default_rng(123).normal(size=(len(data), 6)).astype(np.float32)
+    table = np.random.default_rng(123).normal(size=(len(data), width)).astype(np.float32)
     return lambda images: table[data.index_of(decode(images).astype(np.int64))]
