@@ -117,3 +117,40 @@ def test_evaluate_token_representation(tmp_path):
     assert main(argv) == 0
     record = json.loads((run / "metrics.json").read_text())
     assert record["representation"] == "tokens" and 0 <= record["scores"]["mig_fast"] <= 1
+
+
+def test_sample_reports_fid_and_lpips_with_user_networks(tmp_path, capsys):
+    import warnings
+
+    import torch
+
+    class Stats(torch.nn.Module):
+        def forward(self, x):
+            x = x.float()
+            return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], 1)
+
+    class Dist(torch.nn.Module):
+        def forward(self, a, b):
+            return (a - b).abs().mean(dim=(1, 2, 3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(Stats()).save(str(tmp_path / "inception.pt"))
+        torch.jit.script(Dist()).save(str(tmp_path / "lpips.pt"))
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"]) == 0
+    base = ["sample", str(run), "--num", "4", "--steps", "2"]
+    assert main(base) == 0
+    assert "FID and LPIPS need feature networks" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert (
+            main(
+                [*base, "--inception", str(tmp_path / "inception.pt"), "--lpips", str(tmp_path / "lpips.pt")]
+            )
+            == 0
+        )
+    out = capsys.readouterr().out
+    assert "fid " in out and "lpips " in out and "need feature networks" not in out
+    assert main([*base, "--inception", str(tmp_path / "missing.pt")]) == 2
+    assert "Inception weights not found" in capsys.readouterr().err

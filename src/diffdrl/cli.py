@@ -207,13 +207,23 @@ def cmd_sample(args) -> None:
         torch.from_numpy(images).permute(0, 3, 1, 2) / 255.0,
         torch.from_numpy(generated).permute(0, 3, 1, 2) / 255.0,
     )
+    if args.inception:
+        from diffdrl.metrics.generation import fid, load_feature_network
+
+        scores["fid"] = fid(load_feature_network(args.inception, "Inception"), images, generated)
+    if args.lpips:
+        from diffdrl.metrics.generation import load_feature_network, lpips
+
+        scores["reconstruction.lpips"] = lpips(load_feature_network(args.lpips, "LPIPS"), images, generated)
     path = save_grid(
-        [images, generated],
+        [images[:16], generated[:16]],
         _out(args, run, "reconstruction.png"),
         ["input", "generated"],
         title=f"{args.sampler}, {args.steps} steps, eta {args.eta}",
     )
-    print(f"wrote {path}; " + ", ".join(f"{k.split('.')[1]} {v:.4g}" for k, v in scores.items()))
+    print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
+    if not (args.inception and args.lpips):
+        print("FID and LPIPS need feature networks: pass --inception and --lpips (TorchScript/.pt2 files)")
 
 
 def cmd_report(args) -> None:
@@ -339,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=8)
     p.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), default="ddim")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (EncDiff samples with 1)")
+    p.add_argument(
+        "--inception", help="TorchScript/.pt2 Inception feature network: adds FID (use --num >= 2000)"
+    )
+    p.add_argument("--lpips", help="TorchScript/.pt2 LPIPS network: adds LPIPS of each reconstruction")
 
     p = sub.add_parser("evaluate", help="disentanglement metrics of a run on its dataset")
     p.add_argument("run", help="run directory")
