@@ -1,10 +1,11 @@
 """FID and LPIPS, from feature networks the user supplies as TorchScript or torch.export files.
 
 Nothing is downloaded here, so the networks come from the user: ``inception`` is a module
-mapping images to pool features (B, F), e.g. the ``inception-2015-12-05.pt`` file that clean-fid and StyleGAN3's metrics use (uint8 NCHW input, 2048-d pool3 features); ``lpips`` is a
-module mapping two image batches in [-1, 1] to per-image distances (B,) (an exported
-LPIPS-AlexNet, for instance). Both formats load without unpickling arbitrary Python objects,
-unlike pickled checkpoints.
+mapping images to pool features (B, F), e.g. the ``inception-2015-12-05.pt`` file that clean-fid
+and StyleGAN3's metrics use (uint8 NCHW input, 2048-d pool3 features); ``lpips`` is a module
+mapping two image batches in [-1, 1] to per-image distances (B,) (an exported LPIPS-AlexNet, for
+instance). Both formats load without unpickling arbitrary Python objects, unlike pickled
+checkpoints.
 
 FID (Heusel et al. 2017) = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), computed in float64.
 """
