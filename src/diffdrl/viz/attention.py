@@ -13,10 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from diffdrl.data.ground_truth import to_model_input
+from diffdrl.viz.grid import panels, save_figure
 
 
 class _Recorder:
@@ -101,9 +100,8 @@ def save_attention(
     units = list(range(maps.shape[1])) if units is None else units
     names = names or [f"unit {i}" for i in range(maps.shape[1])]
     rows, cols = len(images), len(units) + 1
-    figure = Figure(figsize=(1.1 * cols, 1.15 * rows + 0.3), dpi=100)
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(rows, cols, squeeze=False)
+    figure, axes = panels(rows * cols, cols, 1.1, 1.2)
+    grid = axes.reshape(rows, cols)
     for r in range(rows):
         grid[r, 0].imshow(images[r])
         for c, unit in enumerate(units, start=1):
@@ -115,7 +113,4 @@ def save_attention(
         ax.set_axis_off()
     grid[0, 0].set_title("image", fontsize=6)
     figure.suptitle("cross-attention of each token (averaged over heads, layers, timesteps)", fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return save_figure(figure, path)

@@ -60,7 +60,24 @@ def save_grid(
         spine.set_visible(False)
     if title:
         axes.set_title(title, pad=14 if column_labels else 4)
+    return save_figure(figure, path)
+
+
+def panels(count: int, columns: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A bare Agg figure with ``count`` axes in rows of ``columns`` (spare axes hidden), flattened."""
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(width * columns, height * rows), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    return figure, axes[:count]
+
+
+def save_figure(figure: Figure, path: str | Path, tight: bool = True) -> Path:
+    """Write a figure as PNG, creating the folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight", dpi=dpi)
+    figure.savefig(path, bbox_inches="tight" if tight else None)
     return path

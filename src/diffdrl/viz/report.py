@@ -9,16 +9,13 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from diffdrl.api import Run, encode_images
 from diffdrl.training.checkpoint import atomic_write_text
 from diffdrl.training.config import dump_config
 from diffdrl.viz.attention import attention_maps, save_attention
-from diffdrl.viz.grid import save_grid, to_uint8
+from diffdrl.viz.grid import panels, save_figure, save_grid, to_uint8
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
 from diffdrl.viz.schedules import save_schedule_plot
 from diffdrl.viz.traversal import traverse, unit_ranges
@@ -39,24 +36,17 @@ def plot_curves(rows: list[dict], path: Path, title: str, log_keys: tuple[str, .
     keys = sorted({k for r in rows for k, v in r.items() if k != "step" and isinstance(v, (int, float))})
     if not keys:
         return None
-    cols = min(3, len(keys))
-    rows_n = -(-len(keys) // cols)
-    figure = Figure(figsize=(4 * cols, 2.6 * rows_n), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = np.atleast_1d(figure.subplots(rows_n, cols)).ravel()
-    for ax, key in zip(axes, keys, strict=False):
+    figure, axes = panels(len(keys), 3, 4, 2.6)
+    for ax, key in zip(axes, keys, strict=True):
         points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None)
         if key in log_keys:
             ax.set_yscale("log")
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes[len(keys) :]:
-        ax.set_axis_off()
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return save_figure(figure, path, tight=False)
 
 
 def build_report(

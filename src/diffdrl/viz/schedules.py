@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from diffdrl.diffusion.schedule import SCHEDULES, ScheduleConfig, information_bottleneck_curve, make_betas
+from diffdrl.viz.grid import panels, save_figure
 
 
 def save_schedule_plot(path: str | Path, timesteps: int = 1000) -> Path:
-    figure = Figure(figsize=(10, 3.6), dpi=100)
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    figure, (left, right) = panels(2, 2, 5, 3.6)
     for name in SCHEDULES:
         betas = make_betas(ScheduleConfig(name=name, timesteps=timesteps))
         left.plot(np.cumprod(1 - betas), label=name)
@@ -27,7 +24,4 @@ def save_schedule_plot(path: str | Path, timesteps: int = 1000) -> Path:
     for ax in (left, right):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return save_figure(figure, path)

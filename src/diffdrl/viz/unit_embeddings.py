@@ -12,11 +12,10 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 from diffdrl.api import Run, encode_tokens
+from diffdrl.viz.grid import panels, save_figure
 from diffdrl.viz.unit_factor import unit_factor_importance
 
 METHODS = ("pca", "pacmap", "umap")
@@ -62,12 +61,8 @@ def save_unit_embeddings(
     tokens = encode_tokens(model, images, anchored=False)  # (M, N, d): what the mixtures are fitted on
     anchors = model.anchors
     fitted = anchors._is_fitted
-    cols = min(4, len(units))
-    rows = -(-len(units) // cols)
-    figure = Figure(figsize=(3.2 * cols, 3.0 * rows), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = np.atleast_1d(figure.subplots(rows, cols)).ravel()
-    for ax, unit in zip(axes, units, strict=False):
+    figure, axes = panels(len(units), 4, 3.2, 3.0)
+    for ax, unit in zip(axes, units, strict=True):
         factor = int(importance[unit].argmax())
         xy, linear = project(tokens[:, unit], method, seed)
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=factors[:, factor], s=3, cmap="turbo", alpha=0.7)
@@ -76,15 +71,10 @@ def save_unit_embeddings(
             _draw_components(ax, anchors, unit, linear)
         ax.set_title(f"unit {unit}: {run.data.factor_names[factor]}", fontsize=9)
         ax.tick_params(labelsize=6)
-    for ax in axes[len(units) :]:
-        ax.set_axis_off()
     note = "fitted components: x = mean, ellipse = 2 sigma" if fitted else "no fitted anchors"
     figure.suptitle(f"tokens of each unit ({method.upper()}), coloured by its factor; {note}", fontsize=10)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return save_figure(figure, path, tight=False)
 
 
 def _draw_components(ax, anchors, unit: int, linear: np.ndarray) -> None:

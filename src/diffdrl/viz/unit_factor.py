@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from diffdrl.api import Run, encode_images
 from diffdrl.metrics.dci import dci_from_codes
+from diffdrl.viz.grid import panels, save_figure
 
 
 def unit_factor_importance(run: Run, num: int = 3000, seed: int = 0) -> np.ndarray:
@@ -34,15 +33,10 @@ def unit_order(importance: np.ndarray) -> np.ndarray:
 def save_unit_factor_matrix(importance: np.ndarray, factor_names, path: str | Path) -> Path:
     order = unit_order(importance)
     matrix = importance[order]
-    figure = Figure(figsize=(1.0 + 0.7 * len(factor_names), 0.8 + 0.28 * len(order)), dpi=100)
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
+    figure, (ax,) = panels(1, 1, 1.0 + 0.7 * len(factor_names), 0.8 + 0.28 * len(order))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0)
     ax.set_xticks(range(len(factor_names)), factor_names, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(order)), [f"unit {i}" for i in order], fontsize=7)
     ax.set_title("unit x factor importance (DCI, LightGBM gain)", fontsize=9)
     figure.colorbar(image, ax=ax, fraction=0.05)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return save_figure(figure, path)
