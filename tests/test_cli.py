@@ -38,6 +38,10 @@ def test_encode_user_images_and_reject_bad_ones(tmp_path, capsys):
     )
     assert "expected images of shape" in capsys.readouterr().err
     assert not (tmp_path / "d.npz").exists()
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
+    argv = ["encode", str(run), "--out", str(tmp_path / "e.npz"), "--images", str(tmp_path / "corrupt.npz")]
+    assert main(argv) == 2
+    assert "not a readable .npy/.npz" in capsys.readouterr().err
 
 
 def test_resume_flag_continues_and_plain_rerun_refuses(tmp_path, capsys):
@@ -47,6 +51,10 @@ def test_resume_flag_continues_and_plain_rerun_refuses(tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
     assert main(["train", "--out", run, "--resume", "--no-progress", "train.steps=3"]) == 0
     assert "to step 3" in capsys.readouterr().out
+    assert (
+        main(["train", "--out", run, "--resume", "--no-progress"]) == 0
+    )  # finished: a no-op, as make demo reruns
+    assert "already at step 3 of 3" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

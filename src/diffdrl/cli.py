@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,9 @@ def cmd_train(args) -> None:
         print(dump_config(config), end="")
         return
     result = train(config, out, resume=args.resume, progress=not args.no_progress)
+    if result.loss is None:
+        print(f"{result.run_dir} is already at step {result.step} of {config.train.steps}; nothing to train")
+        return
     print(
         f"trained {result.run_dir} to step {result.step} (loss {result.loss:.4f}); "
         f"checkpoint {result.checkpoint}"
@@ -45,7 +49,7 @@ def _read_images(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"images file not found: {path}")
     try:
         data = np.load(path, allow_pickle=False)
-    except ValueError as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
     if isinstance(data, np.lib.npyio.NpzFile):
         if "images" not in data:

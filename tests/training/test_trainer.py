@@ -122,3 +122,11 @@ def test_metrics_run_on_schedule(tiny_config, tmp_path):
 def test_unknown_training_metric_is_rejected(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="train.metrics: unknown"):
         Trainer(tiny_config("train.metrics=[mgi]"), tmp_path / "run", progress=False)
+
+
+def test_compiled_training_keeps_plain_checkpoint_keys(tiny_config, tmp_path, monkeypatch):
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: compile_(model, backend="eager"))  # no codegen: fast
+    trainer = Trainer(tiny_config("train.steps=1", "train.compile=true"), tmp_path / "run", progress=False)
+    assert trainer.unwrapped is not trainer.model
+    assert not any(k.startswith("_orig_mod") for k in trainer.unwrapped.state_dict())

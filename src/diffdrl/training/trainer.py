@@ -123,7 +123,8 @@ class Trainer:
 
     @property
     def unwrapped(self) -> EncDiff:
-        return self.accelerator.unwrap_model(self.model)
+        """The plain model (no DDP, mixed-precision or torch.compile wrapper): checkpoint keys stay stable."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     @property
     def device(self) -> torch.device:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from diffdrl.api import Run, encode_images
 from diffdrl.training.checkpoint import atomic_write_text
@@ -50,14 +51,21 @@ def plot_curves(rows: list[dict], path: Path, title: str, log_keys: tuple[str, .
 
 
 def build_report(
-    run: Run, out_dir: str | Path | None = None, steps: int = 50, seed: int = 0, pairs: int = 6
+    run: Run,
+    out_dir: str | Path | None = None,
+    steps: int = 50,
+    seed: int = 0,
+    pairs: int = 6,
+    progress: bool = True,
 ) -> Path:
     """Write ``out_dir/report.html`` (default ``RUN/report``) and its PNGs; returns the HTML path."""
     out = Path(out_dir) if out_dir else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     model, sections = run.model, []
+    bar = tqdm(total=9, desc="report", leave=False, disable=not progress)
 
     def figure(title: str, path: Path | None, note: str = "") -> None:
+        bar.update(1)
         if path is not None:
             sections.append((title, path, note))
 
@@ -122,6 +130,7 @@ def build_report(
         f"This run uses the '{run.config.model.schedule.name}' schedule.",
     )
 
+    bar.close()
     metrics_file = run.path / "metrics.json"
     metrics_html = ""
     if metrics_file.exists():

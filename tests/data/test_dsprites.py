@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from diffdrl.cli import main
+from diffdrl.data import make_dataset
+from diffdrl.data.dsprites import DSprites
+
+SIZES = (1, 3, 2, 4, 2, 3)  # color, shape, scale, orientation, posX, posY: a small full grid
+
+
+def explode():
+    raise RuntimeError("metadata was unpickled")
+
+
+class Bomb:
+    """Pickles fine; unpickling it raises, so a reader that unpickles 'metadata' fails the test."""
+
+    def __reduce__(self):
+        return explode, ()
+
+
+def write(path, sizes=SIZES, size=16, drop=(), **override):
+    n = int(np.prod(sizes))
+    classes = np.stack(np.unravel_index(np.arange(n), sizes), -1).astype(np.int64)
+    images = np.zeros((n, size, size), np.uint8)
+    for i in range(n):  # a bit pattern of the row, so a wrong row shows
+        images[i, 0, :12] = (i >> np.arange(12)) & 1
+    arrays = {
+        "imgs": images,
+        "latents_classes": classes,
+        "latents_values": classes.astype(np.float64),
+        "metadata": np.array([Bomb()], dtype=object),
+    }
+    arrays.update(override)
+    for key in drop:
+        arrays.pop(key)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def rows_of(images):
+    return ((images[:, 0, :12, 0] // 255).astype(np.int64) << np.arange(12)).sum(-1)
+
+
+@pytest.fixture
+def npz(tmp_path):
+    return write(tmp_path / "dsprites.npz")
+
+
+def test_five_factors_and_decoding(npz):
+    data = DSprites(npz, 16)
+    assert data.factor_names == ("shape", "scale", "orientation", "position_x", "position_y")
+    assert data.factor_sizes == SIZES[1:] and len(data) == np.prod(SIZES)
+    codes, images = data.sample(40, np.random.default_rng(0))
+    assert images.shape == (40, 16, 16, 3) and images.dtype == np.uint8
+    assert set(np.unique(images)) <= {0, 255}
+    np.testing.assert_array_equal(rows_of(images), data.index_of(codes))
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
+def test_one_channel_and_resolution(npz):
+    assert DSprites(npz, 16, channels=1).images_at(np.arange(2)).shape == (2, 16, 16, 1)
+    assert make_dataset("dsprites", str(npz), 8).images_at(np.arange(2)).shape == (2, 8, 8, 3)
+    with pytest.raises(ValueError, match="channels"):
+        DSprites(npz, channels=2)
+
+
+def check_error(path, error, *words, **options):
+    with pytest.raises(error) as info:
+        DSprites(path, **options)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    for word in words:
+        assert word in message, message
+
+
+def test_errors(tmp_path):
+    n = int(np.prod(SIZES))
+    check_error(tmp_path / "missing.npz", FileNotFoundError, "no such file")
+    check_error(write(tmp_path / "a.npz", drop=("imgs",)), ValueError, "'imgs'", "latents_classes")
+    images = np.zeros((n, 16, 16), np.float32)
+    check_error(write(tmp_path / "b.npz", imgs=images), ValueError, "uint8")
+    check_error(write(tmp_path / "c.npz", imgs=np.zeros((n, 16, 8), np.uint8)), ValueError, "square")
+    check_error(write(tmp_path / "d.npz", imgs=np.full((n, 16, 16), 7, np.uint8)), ValueError, "0/1")
+    classes = np.zeros((n, 5), np.int64)
+    check_error(write(tmp_path / "e.npz", latents_classes=classes), ValueError, "'latents_classes'", "shape")
+    check_error(write(tmp_path / "f.npz", imgs=np.zeros((n - 1, 16, 16), np.uint8)), ValueError, "images but")
+    classes = np.stack(np.unravel_index(np.arange(n), SIZES), -1)[::-1].copy()
+    check_error(write(tmp_path / "g.npz", latents_classes=classes), ValueError, "row-major")
+    check_error(write(tmp_path / "h.npz", sizes=(2, 3, 2, 2, 2, 2)), ValueError, "colour")
+    check_error(write(tmp_path / "i.npz"), ValueError, "published", strict=True)
+
+
+def test_object_arrays_are_refused_not_unpickled(tmp_path):
+    n = int(np.prod(SIZES))
+    check_error(write(tmp_path / "a.npz", imgs=np.array([Bomb()] * n, dtype=object)), ValueError, "objects")
+
+
+def test_truncated_and_corrupt(tmp_path, npz):
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    check_error(truncated, ValueError, "not a readable npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"garbage" * 50)
+    check_error(garbage, ValueError, "not a readable npz")
+
+
+def test_cli(npz, tmp_path, capsys):
+    assert main(["datasets", "info", "dsprites", "--path", str(npz)]) == 0
+    assert "position_y" in capsys.readouterr().out
+    assert main(["datasets", "info", "dsprites", "--path", str(tmp_path / "none.npz")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
