@@ -72,11 +72,12 @@ def cmd_encode(args) -> None:
         config = load_run_config(args.run)
         data = make_dataset(config.data.name, config.data.path, config.data.resolution)
         factors, images = data.sample(args.num, np.random.default_rng(args.seed))
-        arrays = {
-            "factors": factors,
-            "factor_names": np.array(data.factor_names),
-            "factor_sizes": np.array(data.factor_sizes),
-        }
+        if factors is not None:  # unlabelled datasets (image folders, CelebA) have none
+            arrays = {
+                "factors": factors,
+                "factor_names": np.array(data.factor_names),
+                "factor_sizes": np.array(data.factor_sizes),
+            }
     arrays["units"] = encode_images(model, images, args.batch_size)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,16 +99,26 @@ def cmd_datasets(args) -> None:
             f"datasets {args.action} needs a dataset NAME (datasets: {', '.join(sorted(DATASETS))})"
         )
     data = make_dataset(args.name, args.path, args.resolution)
+    labelled = hasattr(data, "factor_sizes")
     if args.action == "info":
         print(f"{args.name}: {len(data)} images of {args.resolution}x{args.resolution}")
-        for name, size in zip(data.factor_names, data.factor_sizes, strict=True):
+        if not labelled:
+            print("  no ground-truth factors (unlabelled images)")
+        for name, size in zip(
+            getattr(data, "factor_names", ()), getattr(data, "factor_sizes", ()), strict=True
+        ):
             print(f"  {name:<16} {size}")
         return
     from diffdrl.data.preview import save_preview
+    from diffdrl.viz.grid import save_grid
 
     out = Path(args.out or f"{args.name}.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_preview(data, out, np.random.default_rng(args.seed))
+    rng = np.random.default_rng(args.seed)
+    if labelled:
+        save_preview(data, out, rng)
+    else:  # no factors to sweep: a random sample
+        _, images = data.sample(32, rng)
+        save_grid([images[i : i + 8] for i in range(0, 32, 8)], out, title=f"{args.name}: random images")
     print(f"wrote {out}")
 
 
