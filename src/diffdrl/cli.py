@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
 
 
@@ -44,22 +44,6 @@ def cmd_train(args) -> None:
     )
 
 
-def _read_images(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"images file not found: {path}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if "images" not in data:
-            raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files)})")
-        data = data["images"]
-    if data.dtype != np.uint8 or data.ndim != 4:
-        raise ValueError(f"{path}: images must be uint8 (n, H, W, C), got {data.dtype} {data.shape}")
-    return data
-
-
 def cmd_encode(args) -> None:
     from diffdrl.api import encode_images, load_model, load_run_config
     from diffdrl.data import make_dataset
@@ -67,7 +51,7 @@ def cmd_encode(args) -> None:
     model = load_model(args.run, weights=args.weights)
     arrays = {}
     if args.images:
-        images = _read_images(Path(args.images))
+        images = read_images(Path(args.images))
     else:
         config = load_run_config(args.run)
         data = make_dataset(config.data.name, config.data.path, config.data.resolution)
@@ -122,133 +106,6 @@ def cmd_datasets(args) -> None:
     print(f"wrote {out}")
 
 
-def _out(args, run, default: str) -> Path:
-    return Path(args.out) if args.out else Path(run.path) / "samples" / default
-
-
-def cmd_swap(args) -> None:
-    from diffdrl.api import load_run
-    from diffdrl.viz.interchange import interchange, save_interchange
-
-    run = load_run(args.run, weights=args.weights)
-    if args.source or args.target:
-        if not (args.source and args.target):
-            raise ValueError("--source and --target go together")
-        source, target = _read_images(Path(args.source)), _read_images(Path(args.target))
-    else:
-        _, images = run.sample(2 * args.pairs, args.seed)
-        source, target = images[: args.pairs], images[args.pairs :]
-    result = interchange(run.model, source, target, steps=args.steps, seed=args.seed, start=args.start)
-    print(f"wrote {save_interchange(result, _out(args, run, 'interchange.png'), unit_labels(run, args))}")
-
-
-def unit_labels(run, args) -> list[str]:
-    """'unit i: factor' labels from a quick DCI fit when the dataset has factors."""
-    from diffdrl.viz.interchange import unit_names
-
-    if not getattr(run.data, "factor_sizes", None):
-        return unit_names(run.config.model.units)
-    from diffdrl.viz.unit_factor import unit_factor_importance
-
-    return unit_names(
-        run.config.model.units, unit_factor_importance(run, seed=args.seed), run.data.factor_names
-    )
-
-
-def cmd_traverse(args) -> None:
-    import torch
-
-    from diffdrl.api import encode_images, load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import traverse, unit_ranges
-
-    run = load_run(args.run, weights=args.weights)
-    _, reference = run.sample(args.reference, args.seed + 1)
-    values = unit_ranges(torch.from_numpy(encode_images(run.model, reference)), args.values)
-    _, image = run.sample(1, args.seed)
-    rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed)
-    out = save_grid(
-        list(rows),
-        _out(args, run, "traversal.png"),
-        row_labels=unit_labels(run, args),
-        title="traversal: one unit over its 2%-98% quantiles",
-    )
-    print(f"wrote {out}")
-
-
-def cmd_interpolate(args) -> None:
-    from diffdrl.api import load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import interpolate
-
-    run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(2 * args.pairs, args.seed)
-    rows = interpolate(
-        run.model, images[: args.pairs], images[args.pairs :], args.values, args.steps, args.seed
-    )
-    out = save_grid(
-        list(rows),
-        _out(args, run, "interpolation.png"),
-        title="interpolation of all units between two images",
-    )
-    print(f"wrote {out}")
-
-
-def cmd_attention(args) -> None:
-    from diffdrl.api import load_run
-    from diffdrl.viz.attention import attention_maps, save_attention
-
-    run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(args.num, args.seed)
-    timesteps = tuple(int(t) for t in args.timesteps.split(",")) if args.timesteps else None
-    maps = attention_maps(run.model, images, timesteps, args.seed)
-    print(f"wrote {save_attention(images, maps, _out(args, run, 'attention.png'), unit_labels(run, args))}")
-
-
-def cmd_sample(args) -> None:
-    import torch
-
-    from diffdrl.api import load_run
-    from diffdrl.metrics.reconstruction import image_similarity
-    from diffdrl.viz.grid import save_grid, to_uint8
-
-    run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(args.num, args.seed)
-    with torch.no_grad():
-        tokens = run.model.tokens(run.model.encode(images))
-        out = run.model.generate(tokens, args.sampler, args.steps, eta=args.eta, seed=args.seed)
-    generated = to_uint8(out)
-    scores = image_similarity(
-        torch.from_numpy(images).permute(0, 3, 1, 2) / 255.0,
-        torch.from_numpy(generated).permute(0, 3, 1, 2) / 255.0,
-    )
-    if args.inception:
-        from diffdrl.metrics.generation import fid, load_feature_network
-
-        scores["fid"] = fid(load_feature_network(args.inception, "Inception"), images, generated)
-    if args.lpips:
-        from diffdrl.metrics.generation import load_feature_network, lpips
-
-        scores["reconstruction.lpips"] = lpips(load_feature_network(args.lpips, "LPIPS"), images, generated)
-    path = save_grid(
-        [images[:16], generated[:16]],
-        _out(args, run, "reconstruction.png"),
-        ["input", "generated"],
-        title=f"{args.sampler}, {args.steps} steps, eta {args.eta}",
-    )
-    print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
-    if not (args.inception and args.lpips):
-        print("FID and LPIPS need feature networks: pass --inception and --lpips (TorchScript/.pt2 files)")
-
-
-def cmd_report(args) -> None:
-    from diffdrl.api import load_run
-    from diffdrl.viz.report import build_report
-
-    run = load_run(args.run, weights=args.weights)
-    print(f"wrote {build_report(run, args.out, steps=args.steps, seed=args.seed, pairs=args.pairs)}")
-
-
 def cmd_evaluate(args) -> None:
     import json
     import time
@@ -275,24 +132,6 @@ def cmd_evaluate(args) -> None:
     atomic_write_text(out, json.dumps(record, indent=2))
     print(format_table(scores))
     print(f"wrote {out}")
-
-
-def cmd_embeddings(args) -> None:
-    from diffdrl.api import load_run
-    from diffdrl.viz.unit_embeddings import save_unit_embeddings
-
-    run = load_run(args.run, weights=args.weights)
-    units = [int(u) for u in args.units.split(",")] if args.units else None
-    path = save_unit_embeddings(
-        run, _out(args, run, "unit_embeddings.png"), units, args.num, args.method, args.seed
-    )
-    print(f"wrote {path}")
-
-
-def cmd_schedules(args) -> None:
-    from diffdrl.viz.schedules import save_schedule_plot
-
-    print(f"wrote {save_schedule_plot(args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,44 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_datasets)
 
-    def viz_parser(name: str, help: str, func) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument("run", help="run directory")
-        p.add_argument("--out", help="output PNG (default: RUN/samples/<name>.png)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-        p.add_argument("--weights", choices=("ema", "model"), default="ema")
-        p.set_defaults(func=func)
-        return p
-
-    p = viz_parser("swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap)
-    p.add_argument("--pairs", type=int, default=6, help="random (source, target) pairs from the dataset")
-    p.add_argument("--source", help="uint8 images .npy/.npz (instead of dataset pairs)")
-    p.add_argument("--target", help="uint8 images .npy/.npz, as many as --source")
-    p.add_argument(
-        "--start",
-        choices=("noise", "inversion"),
-        default="noise",
-        help="x_T shared by a column: fresh noise, or DDIM inversion of the source",
-    )
-    p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
-    p.add_argument("--values", type=int, default=8)
-    p.add_argument("--reference", type=int, default=1000, help="images whose units give the ranges")
-    p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
-    p.add_argument("--pairs", type=int, default=4)
-    p.add_argument("--values", type=int, default=8)
-    p = viz_parser("attention", "cross-attention map of every token", cmd_attention)
-    p.add_argument("--num", type=int, default=4, help="images")
-    p.add_argument("--timesteps", help="comma-separated t (default: 10/30/50/70%% of T)")
-    p = viz_parser("sample", "encode dataset images and generate them back from their tokens", cmd_sample)
-    p.add_argument("--num", type=int, default=8)
-    p.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), default="ddim")
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (EncDiff samples with 1)")
-    p.add_argument(
-        "--inception", help="TorchScript/.pt2 Inception feature network: adds FID (use --num >= 2000)"
-    )
-    p.add_argument("--lpips", help="TorchScript/.pt2 LPIPS network: adds LPIPS of each reconstruction")
-
     p = sub.add_parser("evaluate", help="disentanglement metrics of a run on its dataset")
     p.add_argument("run", help="run directory")
     p.add_argument("--metrics", help="comma-separated (default: all that apply)")
@@ -390,23 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = viz_parser(
-        "embeddings",
-        "each unit's tokens in 2-D, coloured by its factor, with DyGA's mixtures",
-        cmd_embeddings,
-    )
-    p.add_argument("--units", help="comma-separated units (default: the 8 most informative)")
-    p.add_argument("--num", type=int, default=2000, help="images")
-    p.add_argument("--method", choices=("pca", "pacmap", "umap"), default="pca")
-
-    p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
-    p.add_argument("--pairs", type=int, default=6)
-
-    p = sub.add_parser(
-        "schedules", help="plot alpha-bar and the information-bottleneck curve of each schedule"
-    )
-    p.add_argument("--out", default="schedules.png")
-    p.set_defaults(func=cmd_schedules)
+    add_picture_commands(sub)
     return parser
 
 
