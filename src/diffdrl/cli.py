@@ -135,7 +135,9 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffdrl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a preset or YAML config")
