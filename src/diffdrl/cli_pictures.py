@@ -111,22 +111,14 @@ def cmd_attention(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    import torch
-
     from diffdrl.api import load_run
-    from diffdrl.metrics.reconstruction import image_similarity
+    from diffdrl.metrics.reconstruction import reconstruction_quality
     from diffdrl.viz.grid import save_grid, to_uint8
 
     run = load_run(args.run, weights=args.weights)
     _, images = run.sample(args.num, args.seed)
-    with torch.no_grad():
-        tokens = run.model.tokens(run.model.encode(images))
-        out = run.model.generate(tokens, args.sampler, args.steps, eta=args.eta, seed=args.seed)
+    scores, out = reconstruction_quality(run.model, images, args.sampler, args.steps, args.eta, args.seed)
     generated = to_uint8(out)
-    scores = image_similarity(
-        torch.from_numpy(images).permute(0, 3, 1, 2) / 255.0,
-        torch.from_numpy(generated).permute(0, 3, 1, 2) / 255.0,
-    )
     if args.inception:
         from diffdrl.metrics.generation import fid, load_feature_network
 

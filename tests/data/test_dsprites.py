@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
@@ -66,12 +67,7 @@ def test_one_channel_and_resolution(npz):
 
 
 def check_error(path, error, *words, **options):
-    with pytest.raises(error) as info:
-        DSprites(path, **options)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message, message
-    for word in words:
-        assert word in message, message
+    expect_one_line_error(lambda: DSprites(path, **options), error, *words, path=path)
 
 
 def test_errors(tmp_path):

@@ -1,6 +1,7 @@
 import h5py
 import numpy as np
 import pytest
+from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
@@ -53,12 +54,7 @@ def test_grey_images_and_resize(tmp_path):
 
 
 def check_error(path, error, *words):
-    with pytest.raises(error) as info:
-        LabelledArrays(path, 8)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message, message
-    for word in words:
-        assert word in message, message
+    expect_one_line_error(lambda: LabelledArrays(path, 8), error, *words, path=path)
 
 
 def test_errors(tmp_path):

@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pytest
+from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
@@ -62,12 +63,7 @@ def test_resize(tmp_path):
 
 
 def check_error(path, error, *words, **options):
-    with pytest.raises(error) as info:
-        MPI3D(path, **options)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message, message
-    for word in words:
-        assert word in message, message
+    expect_one_line_error(lambda: MPI3D(path, **options), error, *words, path=path)
 
 
 def test_errors(tmp_path):

@@ -4,6 +4,7 @@ import pickle
 import h5py
 import numpy as np
 import pytest
+from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
@@ -81,12 +82,7 @@ def test_resolution_and_registry_and_pickle(h5):
 
 
 def check_error(path, error, *words, **options):
-    with pytest.raises(error) as info:
-        Shapes3D(path, **options)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message
-    for word in words:
-        assert word in message, message
+    expect_one_line_error(lambda: Shapes3D(path, **options), error, *words, path=path)
 
 
 def test_missing_path(tmp_path):

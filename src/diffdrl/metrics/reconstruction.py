@@ -61,8 +61,9 @@ def reconstruction_quality(
     eta: float = 1.0,
     seed: int = 0,
     start: str = "noise",
-) -> dict[str, float]:
-    """Encode uint8 images (B, H, W, C), regenerate from their tokens, compare on [0, 1]."""
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Encode uint8 images (B, H, W, C), regenerate from their tokens, compare on [0, 1].
+    Returns the scores and the regenerated images (B, C, H, W) in [-1, 1]."""
     if start not in ("noise", "inversion"):
         raise ValueError(f"start must be 'noise' or 'inversion', got {start!r}")
     x0 = to_model_input(images).to(model.schedule.betas.device)
@@ -72,4 +73,4 @@ def reconstruction_quality(
         out = model.generate(tokens, "ddim", steps, eta=0.0, x_T=x_T)
     else:
         out = model.generate(tokens, sampler, steps, eta=eta, seed=seed)
-    return image_similarity((x0 + 1) / 2, (out + 1) / 2)
+    return image_similarity((x0 + 1) / 2, (out + 1) / 2), out
