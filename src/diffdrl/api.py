@@ -10,6 +10,7 @@ import torch
 
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import GroundTruthDataset
+from diffdrl.models import registry
 from diffdrl.models.encdiff import EncDiff
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
 from diffdrl.training.config import Config, from_dict, read_yaml
@@ -26,8 +27,9 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 def load_model(
     run_dir: str | Path, checkpoint: str | Path | None = None, weights: str = "ema", device: str = "cpu"
-) -> EncDiff:
-    """The model of a run, rebuilt from its config, with EMA (default) or raw weights, in eval mode.
+) -> torch.nn.Module:
+    """The model of a run (any ``model.name``), rebuilt from its config, with EMA (default) or raw
+    weights, in eval mode.
 
     ``checkpoint`` defaults to the run's latest.
     """
@@ -40,7 +42,7 @@ def load_model(
     tensors, _ = load_checkpoint(path)
     if weights not in tensors:
         raise ValueError(f"checkpoint {path} has no {weights} weights")
-    model = EncDiff(config.model, config.data.resolution)
+    model = registry.build(config.model, config.data.resolution)
     try:
         model.load_state_dict(tensors[weights])
     except RuntimeError as err:

@@ -52,7 +52,7 @@ class EncDiffConfig:
 
     def __post_init__(self):
         if self.name != "encdiff":
-            raise ValueError(f"model.name must be one of ('encdiff',), got {self.name!r}")
+            raise ValueError(f"EncDiffConfig.name must be 'encdiff', got {self.name!r}")
         if self.units < 1:
             raise ValueError(f"model.units must be >= 1, got {self.units}")
         if self.token_dim < 1:
@@ -62,6 +62,8 @@ class EncDiffConfig:
 
 
 class EncDiff(nn.Module):
+    conditions_on_tokens = True
+
     def __init__(self, config: EncDiffConfig, resolution: int, channels: int = 3):
         super().__init__()
         self.config, self.resolution, self.channels = config, resolution, channels

@@ -6,6 +6,8 @@ errors (``ConfigError``), never silently corrected.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from diffdrl.models.encdiff import EncDiffConfig
+from diffdrl.models.registry import MODELS
 
 
 class ConfigError(ValueError):
@@ -23,6 +26,7 @@ class ConfigError(ValueError):
 
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+ModelConfig = functools.reduce(operator.or_, (config for config, _ in MODELS.values()))  # tagged by name
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -57,6 +61,7 @@ class TrainConfig:
     metrics: tuple[str, ...] = ()  # disentanglement metrics run during training (EMA weights)
     metrics_every: int = 0  # steps between metric runs; 0 = only at the end
     metrics_preset: str = "fast"
+    time_budget_minutes: float = 0.0  # stop when training (side jobs excluded) has run this long; 0 = off
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     device: str = "auto"
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ValueError("train.warmup_steps, train.weight_decay and train.grad_clip must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.time_budget_minutes < 0:
+            raise ValueError(f"train.time_budget_minutes must be >= 0, got {self.time_budget_minutes}")
         if self.metrics_every < 0:
             raise ValueError(f"train.metrics_every must be >= 0, got {self.metrics_every}")
         if self.metrics_preset not in ("canonical", "fast"):
@@ -99,7 +106,7 @@ class TrainConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: EncDiffConfig = field(default_factory=EncDiffConfig)
+    model: ModelConfig = field(default_factory=EncDiffConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -114,6 +121,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if all(dataclasses.is_dataclass(a) for a in args):  # tagged union: pick by ``name``
+            return _convert_tagged(value, args, key)
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(value, inner, key)
     if origin is tuple:
@@ -142,6 +151,14 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config type {hint!r} for {key}")  # a library bug, not user error
+
+
+def _convert_tagged(value: Any, classes: tuple[type, ...], key: str) -> Any:
+    by_name = {cls().name: cls for cls in classes}
+    name = value.get("name", next(iter(by_name))) if isinstance(value, dict) else None
+    if name not in by_name:
+        raise ConfigError(f"{key}.name must be one of {tuple(by_name)}, got {name!r}")
+    return from_dict(by_name[name], value, key)
 
 
 def from_dict(cls: type, mapping: Any, prefix: str = "") -> Any:
@@ -204,10 +221,14 @@ def read_yaml(path: Path) -> dict:
 
 
 def _merge(base: dict, top: dict) -> dict:
-    """``top`` laid over ``base``, section by section."""
+    """``top`` laid over ``base``, section by section; a ``model`` section naming another model
+    replaces the base's instead of merging into it (their keys differ)."""
     merged = dict(base)
     for key, value in top.items():
         both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        if both_sections and key == "model":
+            base_name = base[key].get("name", next(iter(MODELS)))
+            both_sections = value.get("name", base_name) == base_name
         merged[key] = _merge(base[key], value) if both_sections else value
     return merged
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from diffdrl import __version__
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
-from diffdrl.models.encdiff import EncDiff
+from diffdrl.models import registry
 from diffdrl.training.batches import (
     ANCHOR_STREAM,
     EVAL_STREAM,
@@ -55,16 +55,23 @@ class TrainResult:
     checkpoint: Path | None
 
 
-def build_model(config: Config) -> EncDiff:
-    """The model a config describes, freshly initialised from ``train.seed``."""
+def build_model(config: Config) -> torch.nn.Module:
+    """The model a config describes (``model.name``), freshly initialised from ``train.seed``."""
     torch.manual_seed(config.train.seed)
-    return EncDiff(config.model, config.data.resolution)
+    return registry.build(config.model, config.data.resolution)
 
 
 def lr_at(step: int, config: Config) -> float:
     """Linear warm-up to ``train.lr``, then constant (as released)."""
     warmup = config.train.warmup_steps
     return config.train.lr * min(1.0, (step + 1) / warmup) if warmup else config.train.lr
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, step: int, config: Config) -> None:
+    """Every parameter group follows the schedule, scaled by its own base rate (``param_groups``)."""
+    scale = lr_at(step, config) / config.train.lr
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * scale
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
@@ -106,10 +113,13 @@ class Trainer:
         model = build_model(config)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        groups = model.param_groups(tc.lr) if hasattr(model, "param_groups") else model.parameters()
+        optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.ema = EMA(self.unwrapped, tc.ema_decay)
-        self.step = 0
+        self.step, self.train_seconds = 0, 0.0
         if resume and existing is not None:
             self._load(existing)
         if tc.compile:
@@ -122,7 +132,7 @@ class Trainer:
                 _truncate_jsonl(self.run_dir / log, self.step)
 
     @property
-    def unwrapped(self) -> EncDiff:
+    def unwrapped(self) -> torch.nn.Module:
         """The plain model (no DDP, mixed-precision or torch.compile wrapper): checkpoint keys stay stable."""
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
@@ -146,6 +156,7 @@ class Trainer:
             raise ValueError(f"checkpoint {path} does not match the configured model: {first}") from None
         self.optimizer.load_state_dict(optimizer_from_tensors(tensors["optimizer"], state["optimizer"]))
         self.step = int(state["step"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def save(self, loss: float | None) -> Path | None:
         """Checkpoint the current step (main process only; the others wait for it)."""
@@ -157,6 +168,7 @@ class Trainer:
             "step": self.step,
             "seed": self.config.train.seed,
             "loss": loss,
+            "train_seconds": self.train_seconds,
             "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
             "optimizer": opt_meta,
             "diffdrl_version": __version__,
@@ -175,25 +187,26 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Loss on a fixed batch with fixed noise, and with tokens shuffled across the batch."""
+        """Loss on a fixed batch with fixed noise, and (for token-conditioned models) with tokens
+        shuffled across the batch."""
         tc = self.config.train
         x = self._to_input(batch_at(self.dataset, tc.eval_batch_size, tc.seed, 0, EVAL_STREAM))
         model = self.unwrapped
         model.eval()
         losses = {}
-        for shuffle in (False, True):
+        for shuffle in (False, True) if getattr(model, "conditions_on_tokens", False) else (False,):
             gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, 0, EVAL_STREAM))
             with self.accelerator.autocast():
-                losses[shuffle] = float(model(x, generator=gen, shuffle_tokens=shuffle))
+                kwargs = {"shuffle_tokens": True} if shuffle else {}
+                losses[shuffle] = float(model(x, generator=gen, **kwargs))
         model.train()
-        return {
-            "step": self.step,
-            "eval/loss": losses[False],
-            "eval/loss_shuffled_tokens": losses[True],
-            "eval/token_reliance": losses[True] / losses[False] - 1.0,
-        }
+        row = {"step": self.step, "train_seconds": self.train_seconds, "eval/loss": losses[False]}
+        if True in losses:
+            row["eval/loss_shuffled_tokens"] = losses[True]
+            row["eval/token_reliance"] = losses[True] / losses[False] - 1.0
+        return row
 
-    def ema_model(self) -> EncDiff:
+    def ema_model(self) -> torch.nn.Module:
         """A copy of the model carrying the EMA weights, in eval mode."""
         model = copy.deepcopy(self.unwrapped)
         model.load_state_dict(self.ema.state_dict())
@@ -213,7 +226,7 @@ class Trainer:
             preset=tc.metrics_preset,
             progress=False,
         )
-        return {"step": self.step, **scores}
+        return {"step": self.step, "train_seconds": self.train_seconds, **scores}
 
     @torch.no_grad()
     def refit_anchors(self) -> dict:
@@ -243,10 +256,23 @@ class Trainer:
             "anchoring/components": stats["components"],
         }
 
+    @property
+    def anchors(self):
+        """DyGA's anchors, or None for models without them."""
+        return getattr(self.unwrapped, "anchors", None)
+
+    def out_of_time(self) -> bool:
+        budget = self.config.train.time_budget_minutes
+        return bool(budget) and self.train_seconds >= 60.0 * budget
+
+    def _finishing(self) -> bool:
+        """This step is the run's last: the step count or the time budget is reached."""
+        return self.step == self.config.train.steps or self.out_of_time()
+
     def _metrics_due(self) -> bool:
         tc = self.config.train
         every = tc.metrics_every and self.step % tc.metrics_every == 0
-        return bool(tc.metrics) and (every or self.step == tc.steps)
+        return bool(tc.metrics) and (every or self._finishing())
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -274,7 +300,10 @@ class Trainer:
 
         self.model.train()
         loss_value, window, tick = None, [], time.perf_counter()
+        window_start = tick
         last_saved = latest_checkpoint(self.run_dir)
+        if self.out_of_time():
+            return TrainResult(self.run_dir, self.step, None, last_saved)
         try:
             for step, images in stream:
                 loss_value = self._step(step, images, last_saved)
@@ -282,7 +311,11 @@ class Trainer:
                 window.append(loss_value)
                 bar.update(1)
                 side_jobs = time.perf_counter()  # refits, evaluations, checkpoints: not throughput
-                if self.unwrapped.anchors.should_refit(self.step):
+                self.train_seconds += side_jobs - tick
+                if self.config.train.time_budget_minutes:
+                    self._agree_on_time()
+                last = self._finishing()
+                if self.anchors is not None and self.anchors.should_refit(self.step):
                     row = self.refit_anchors()
                     if self.is_main:
                         log(row, "metrics.jsonl")
@@ -290,37 +323,49 @@ class Trainer:
                             f"step {self.step}: anchors refit, {row['anchoring/components_mean']:.1f} "
                             f"components per unit, {row['anchoring/fit_seconds']:.1f} s"
                         )
-                if self.is_main and (self.step % tc.log_every == 0 or self.step == tc.steps):
+                if self.is_main and (self.step % tc.log_every == 0 or last):
                     row = {
                         "step": self.step,
+                        "train_seconds": self.train_seconds,
                         "loss": sum(window) / len(window),
                         "lr": lr_at(step, self.config),
-                        "images_per_s": len(window) * tc.batch_size / (side_jobs - tick),
+                        "images_per_s": len(window) * tc.batch_size / (side_jobs - window_start),
+                        **{k: float(v) for k, v in getattr(self.unwrapped, "last_terms", {}).items()},
                     }
-                    if self.unwrapped.anchors.last_lambda is not None:
-                        row["anchoring_lambda"] = float(self.unwrapped.anchors.last_lambda)
+                    if self.anchors is not None and self.anchors.last_lambda is not None:
+                        row["anchoring_lambda"] = float(self.anchors.last_lambda)
                     log(row, "train_log.jsonl", "train/")
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-                    window, tick = [], side_jobs
-                if self.is_main and (self.step % tc.eval_every == 0 or self.step == tc.steps):
+                    window, window_start = [], side_jobs
+                if self.is_main and (self.step % tc.eval_every == 0 or last):
                     log(self.evaluate(), "metrics.jsonl")
                 if self.is_main and self._metrics_due():
                     log(self.evaluate_metrics(), "metrics.jsonl", "metrics/")
-                if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+                if self.step % tc.checkpoint_every == 0 or last:
                     last_saved = self.save(loss_value)
-                tick += time.perf_counter() - side_jobs
+                tick = time.perf_counter()
+                window_start += tick - side_jobs
+                if last:
+                    break
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
         return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
 
+    def _agree_on_time(self) -> None:
+        """Every process stops at the same step: all take the main process's clock."""
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            clock = torch.tensor([self.train_seconds], dtype=torch.float64, device=self.device)
+            self.train_seconds = float(broadcast(clock, from_process=0))
+
     def _step(self, step: int, images, last_saved: Path | None) -> float:
         """One optimisation step on batch ``step``; returns its loss."""
         tc = self.config.train
         x = self._to_input(images)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, self.config)
+        _set_lr(self.optimizer, step, self.config)
         seed = step_seed(tc.seed, step, NOISE_STREAM, self.rank)
         torch.manual_seed(seed)  # dropout, skip dropout and any other global-RNG draws
         gen = torch.Generator(self.device).manual_seed(seed)

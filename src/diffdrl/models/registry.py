@@ -1,0 +1,30 @@
+"""Every trainable model by ``model.name``: its config dataclass and its class.
+
+The model contract the trainer, the metrics and the pictures rely on:
+
+- ``Model(config, resolution, channels=3)``; ``config.units`` is the number of latent units;
+- ``forward(x0, generator=None) -> scalar loss`` for a float batch (B, C, H, W) in [-1, 1];
+- ``encode(x) -> (B, N)`` units of float images or uint8 (B, H, W, C) (a VAE's posterior mean);
+- optional ``conditions_on_tokens = True`` and ``forward(..., shuffle_tokens=True)``: the trainer then
+  logs token reliance (loss with tokens shuffled across the batch);
+- optional ``param_groups(lr) -> list[dict]`` when parts need their own optimiser settings (FactorVAE's
+  discriminator);
+- optional ``last_terms: dict[str, Tensor]``, the loss's parts from the last forward, logged as
+  ``train/<name>``;
+- optional ``anchors`` (DyGA's ``GaussianAnchors``), refitted on its schedule.
+"""
+
+from __future__ import annotations
+
+from diffdrl.models.encdiff import EncDiff, EncDiffConfig
+
+MODELS: dict[str, tuple[type, type]] = {
+    "encdiff": (EncDiffConfig, EncDiff),
+}
+
+
+def build(config, resolution: int, channels: int = 3):
+    """The (freshly initialised) model a model config describes."""
+    if config.name not in MODELS:
+        raise ValueError(f"model.name must be one of {tuple(MODELS)}, got {config.name!r}")
+    return MODELS[config.name][1](config, resolution, channels)
