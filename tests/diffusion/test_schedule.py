@@ -42,3 +42,17 @@ def test_bad_schedule_config_is_rejected():
         ScheduleConfig(name="quadratic")
     with pytest.raises(ValueError, match="beta_start"):
         ScheduleConfig(beta_start=0.1, beta_end=0.01)
+
+
+@pytest.mark.parametrize("bias", [0.0, 1.0, 3.0])
+def test_training_timesteps_have_density_proportional_to_t_power_bias(bias):
+    sched = NoiseSchedule(ScheduleConfig(high_noise_bias=bias))
+    t = sched.sample_timesteps(200_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert t.min() >= 0 and t.max() <= 999 and t.dtype == torch.long
+    # the fraction above T/2 is 1 - 0.5 ** (1 + bias): 0.5 uniform, 0.75 linear, 0.94 cubic
+    assert (t >= 500).float().mean().item() == pytest.approx(1 - 0.5 ** (1 + bias), abs=0.01)
+
+
+def test_negative_high_noise_bias_is_rejected():
+    with pytest.raises(ValueError, match="schedule.high_noise_bias"):
+        ScheduleConfig(high_noise_bias=-1)

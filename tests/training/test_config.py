@@ -7,6 +7,7 @@ from diffdrl.training.config import (
     dump_config,
     from_dict,
     load_config,
+    preset_mapping,
     preset_names,
     read_yaml,
 )
@@ -98,3 +99,18 @@ def test_user_yaml_can_name_a_base(tmp_path):
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(str(loop))
+
+
+def test_model_section_is_chosen_by_its_name(tmp_path):
+    from diffdrl.models.encdiff import EncDiffConfig
+
+    assert isinstance(load_config("tiny-cpu").model, EncDiffConfig)
+    with pytest.raises(ConfigError, match="model.name must be one of .*'encdiff'.*got 'nope'"):
+        load_config("tiny-cpu", ["model.name=nope"])
+    # a variant naming another model replaces its base's model section instead of merging into it
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("base: tiny-cpu\nmodel:\n  name: other\n  units: 3\n")
+    assert preset_mapping(str(variant))["model"] == {"name": "other", "units": 3}
+    same = tmp_path / "same.yaml"
+    same.write_text("base: tiny-cpu\nmodel:\n  units: 3\n")
+    assert preset_mapping(str(same))["model"]["token_dim"] == 16  # merged

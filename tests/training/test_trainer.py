@@ -130,3 +130,28 @@ def test_compiled_training_keeps_plain_checkpoint_keys(tiny_config, tmp_path, mo
     trainer = Trainer(tiny_config("train.steps=1", "train.compile=true"), tmp_path / "run", progress=False)
     assert trainer.unwrapped is not trainer.model
     assert not any(k.startswith("_orig_mod") for k in trainer.unwrapped.state_dict())
+
+
+def test_time_budget_stops_training_and_resumes_with_a_larger_one(tiny_config, tmp_path, monkeypatch):
+    import diffdrl.training.trainer as trainer_module
+
+    clock = iter(range(0, 10**6, 30))  # every perf_counter call advances 30 s
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    config = tiny_config("train.steps=1000", "train.time_budget_minutes=1.5", "train.eval_every=1000")
+    first = train(config, tmp_path / "run", progress=False)
+    assert 1 <= first.step < 1000 and first.checkpoint.name == f"step_{first.step}"
+    _, state = load_checkpoint(first.checkpoint)
+    assert state["train_seconds"] >= 90
+    # the same budget again: nothing more to do; a larger one continues from the checkpoint
+    again = train(config, tmp_path / "run", resume=True, progress=False)
+    assert again.step == first.step
+    longer = train(
+        tiny_config("train.steps=1000", "train.time_budget_minutes=3", "train.eval_every=1000"),
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
+    assert first.step < longer.step < 1000
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [first.step, longer.step]  # evaluated at each stop
+    assert rows[-1]["train_seconds"] >= 180

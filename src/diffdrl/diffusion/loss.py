@@ -20,14 +20,15 @@ def epsilon_loss(
     kind: str = "l1",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """E_{t ~ U{0..T-1}, eps ~ N(0, I)} |eps - eps_theta(x_t, t)|  (L1 in the code, MSE in the paper).
+    """E_{t, eps ~ N(0, I)} |eps - eps_theta(x_t, t)|  (L1 in the code, MSE in the paper), with
+    t ~ U{0..T-1} unless the schedule biases it towards high noise.
 
     ``generator`` makes t and eps reproducible; it must live on ``x0``'s device.
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     b = x0.shape[0]
-    t = torch.randint(0, schedule.timesteps, (b,), device=x0.device, generator=generator)
+    t = schedule.sample_timesteps(b, x0.device, generator)
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = schedule.q_sample(x0, t, eps)
     eps_hat = denoise(x_t, t).float()

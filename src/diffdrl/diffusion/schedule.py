@@ -27,6 +27,10 @@ class ScheduleConfig:
     beta_start: float = 0.0015
     beta_end: float = 0.0155
     cosine_s: float = 0.008
+    # Training timesteps have density proportional to (t + 1) ** high_noise_bias: 0 is the paper's
+    # uniform draw; > 0 spends more steps at high noise, where the image is gone and only the
+    # tokens can tell the denoiser what to draw (EncDiff's information-bottleneck argument).
+    high_noise_bias: float = 0.0
 
     def __post_init__(self):
         if self.name not in SCHEDULES:
@@ -38,6 +42,8 @@ class ScheduleConfig:
                 f"need 0 < schedule.beta_start < schedule.beta_end < 1, "
                 f"got {self.beta_start}, {self.beta_end}"
             )
+        if self.high_noise_bias < 0:
+            raise ValueError(f"schedule.high_noise_bias must be >= 0, got {self.high_noise_bias}")
 
 
 def make_betas(config: ScheduleConfig) -> np.ndarray:
@@ -78,6 +84,16 @@ class NoiseSchedule(torch.nn.Module):
     @property
     def timesteps(self) -> int:
         return self.config.timesteps
+
+    def sample_timesteps(
+        self, n: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n training timesteps (see ``ScheduleConfig.high_noise_bias``)."""
+        bias, T = self.config.high_noise_bias, self.timesteps
+        if bias == 0:
+            return torch.randint(0, T, (n,), device=device, generator=generator)
+        u = torch.rand(n, device=device, generator=generator, dtype=torch.float64)
+        return (T * u ** (1.0 / (1.0 + bias))).long().clamp_(max=T - 1)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""

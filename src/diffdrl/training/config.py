@@ -116,13 +116,13 @@ class Config:
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is ModelConfig:  # the model section: whichever model ``name`` says
+        return _convert_tagged(value, tuple(config for config, _ in MODELS.values()), key)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        if all(dataclasses.is_dataclass(a) for a in args):  # tagged union: pick by ``name``
-            return _convert_tagged(value, args, key)
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(value, inner, key)
     if origin is tuple:
