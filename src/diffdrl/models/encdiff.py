@@ -16,6 +16,12 @@ NeurIPS 2024. The whole path, top to bottom:
 
 Deviation: pixel space by default (the paper's latent VQ stage is a separate module); the paper
 reports pixel space works as well on Shapes3D (METHODS.md).
+
+The paper's ablations are config values (presets ``*-adagn``, ``*-encdiffv``): AdaGN conditioning
+(``denoiser.conditioning``, see denoiser.py) and EncDiff-V (``token_bank.kind="vector"``): the
+encoder emits N d features, cut into the N tokens, so ``encode`` returns (B, N d), the flattened
+token vectors, and the metrics see those; each token's PCA-1, the paper's evaluation of EncDiff-V,
+is ``api.representation(model, kind="tokens", data=...)``.
 """
 
 from __future__ import annotations
@@ -61,32 +67,39 @@ class EncDiffConfig:
             raise ValueError(f"model.loss must be one of {LOSSES}, got {self.loss!r}")
 
 
+def image_batch(x: torch.Tensor | np.ndarray, channels: int, resolution: int, device) -> torch.Tensor:
+    """Images as the encoder takes them, float (B, C, H, W) in [-1, 1] on ``device``, from float
+    images or uint8 (B, H, W, C); other shapes are a ``ValueError``."""
+    if isinstance(x, np.ndarray) or x.dtype == torch.uint8:
+        x = to_model_input(x)
+    x = x.to(device)
+    if x.shape[1:] != (channels, resolution, resolution):
+        raise ValueError(
+            f"expected images of shape (B, {channels}, {resolution}, {resolution}), got {tuple(x.shape)}"
+        )
+    return x
+
+
 class EncDiff(nn.Module):
     conditions_on_tokens = True
 
     def __init__(self, config: EncDiffConfig, resolution: int, channels: int = 3):
         super().__init__()
         self.config, self.resolution, self.channels = config, resolution, channels
-        self.encoder = Encoder(config.encoder, config.units, resolution, channels)
+        features = config.token_bank.in_features(config.units, config.token_dim)  # N (EncDiff-V: N d)
+        self.encoder = Encoder(config.encoder, features, resolution, channels)
         self.token_bank = TokenBank(config.token_bank, config.units, config.token_dim)
         self.anchors = GaussianAnchors(config.anchoring, config.units, config.token_dim)
-        self.denoiser = Denoiser(config.denoiser, config.token_dim, resolution, channels)
+        self.denoiser = Denoiser(config.denoiser, config.token_dim, resolution, channels, config.units)
         self.schedule = NoiseSchedule(config.schedule)
 
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Units s (B, N) of images: float (B, C, H, W) in [-1, 1], or uint8 (B, H, W, C)."""
-        if isinstance(x, np.ndarray) or x.dtype == torch.uint8:
-            x = to_model_input(x)
-        x = x.to(self.schedule.betas.device)
-        if x.shape[1:] != (self.channels, self.resolution, self.resolution):
-            raise ValueError(
-                f"expected images of shape (B, {self.channels}, {self.resolution}, {self.resolution}), "
-                f"got {tuple(x.shape)}"
-            )
-        return self.encoder(x)
+        """Units s (B, N) of images (EncDiff-V: (B, N d)): float (B, C, H, W) in [-1, 1], or uint8
+        (B, H, W, C)."""
+        return self.encoder(image_batch(x, self.channels, self.resolution, self.schedule.betas.device))
 
     def raw_tokens(self, units: torch.Tensor) -> torch.Tensor:
-        """Tokens before anchoring (what DyGA's mixtures are fitted on)."""
+        """Tokens before anchoring (what DyGA's mixtures are fitted on; EncDiff-V: the units cut)."""
         return self.token_bank(units)  # (B, N, d)
 
     def tokens(self, units: torch.Tensor) -> torch.Tensor:

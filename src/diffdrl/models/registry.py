@@ -16,10 +16,16 @@ The model contract the trainer, the metrics and the pictures rely on:
 
 from __future__ import annotations
 
+from diffdrl.models.encdec import EncDec, EncDecConfig
 from diffdrl.models.encdiff import EncDiff, EncDiffConfig
+from diffdrl.models.vae import BetaTCVAE, BetaTCVAEConfig, BetaVAE, BetaVAEConfig, FactorVAE, FactorVAEConfig
 
 MODELS: dict[str, tuple[type, type]] = {
     "encdiff": (EncDiffConfig, EncDiff),
+    "encdec": (EncDecConfig, EncDec),
+    "betavae": (BetaVAEConfig, BetaVAE),
+    "betatcvae": (BetaTCVAEConfig, BetaTCVAE),
+    "factorvae": (FactorVAEConfig, FactorVAE),
 }
 
 

@@ -48,6 +48,12 @@ class CrossAttentionCapture:
         self.layers = [
             m for name, m in unet.named_modules() if isinstance(m, Attention) and name.endswith("attn2")
         ]
+        if not self.layers:
+            raise ValueError(
+                "attention maps need a denoiser that reads its tokens through cross-attention, and this one "
+                "has none (model.denoiser.conditioning='adagn' feeds the concatenated tokens to the group "
+                "norms instead, so no per-token attention exists to show)"
+            )
         self.maps: list[torch.Tensor] = []
 
     def __enter__(self) -> list[torch.Tensor]:
