@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffdrl.cli_harness import add_harness_commands
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
 
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     add_picture_commands(sub)
+    add_harness_commands(sub)
     return parser
 
 
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffdrl.training.trainer import NonFiniteLossError
 
     try:
-        args.func(args)
+        status = args.func(args)  # None, or a command's own exit status (sweep: 1 if a cell failed)
     except (ConfigError, ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"diffdrl: error: {err}", file=sys.stderr)
         return 2
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diffdrl: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
