@@ -55,10 +55,15 @@ class GroundTruthDataset:
 
     Images are uint8 (B, H, W, C), the one exchange format of the library; models convert
     to float [-1, 1] NCHW themselves (see ``to_model_input``).
+
+    Procedural datasets written in torch can also set ``renders_on_device = True`` and implement
+    ``render(codes: int64 tensor (B, F), device) -> uint8 tensor (B, H, W, C) on device``; the
+    trainer then renders its batches directly on the GPU (``train.data_on_device``).
     """
 
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
+    renders_on_device: bool = False
 
     @property
     def space(self) -> FactorSpace:

@@ -177,6 +177,7 @@ class SynthShapes3D(GroundTruthDataset):
 
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     factor_sizes = (10, 10, 10, 8, 4, 15)
+    renders_on_device = True  # ``render(codes, device)``: the trainer renders batches on its GPU
     chunk_size = 256  # images per render call in ``images_for``, bounding memory
 
     def __init__(self, resolution: int = 64, supersample: int = 2):
@@ -191,7 +192,7 @@ class SynthShapes3D(GroundTruthDataset):
         self._basis = torch.tensor(basis, dtype=torch.float32)
         self._hue_rgb = torch.tensor([colorsys.hsv_to_rgb(h, 1.0, 1.0) for h in HUES], dtype=torch.float32)
         self._weights: dict[torch.device, torch.Tensor] = {}  # per device: (480, H, W, 3)
-        self._ready: dict[torch.device, torch.Tensor] = {}  # per device: (480,) bool, cast yet
+        self._ready: dict[torch.device, torch.Tensor] = {}  # per device, kept on the CPU: (480,) cast yet
         self._cache_lock = threading.Lock()  # training renders in a prefetch thread and evaluates in another
 
     def images_for(self, codes: np.ndarray) -> np.ndarray:
@@ -200,21 +201,26 @@ class SynthShapes3D(GroundTruthDataset):
         return np.concatenate([self.render(codes[i : i + self.chunk_size]).numpy() for i in chunks])
 
     def render(self, codes: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-        """Images uint8 (B, H, W, 3) of factor codes int64 (B, 6), on ``device`` (default: the codes')."""
+        """Images uint8 (B, H, W, 3) of factor codes int64 (B, 6), on ``device`` (default: the codes').
+
+        Codes on the CPU rendered on a GPU (the trainer's path) are checked and looked up in the
+        cache on the CPU, so the render queues GPU work without waiting for it.
+        """
         if codes.ndim != 2 or codes.shape[1] != self.num_factors:
             raise ValueError(f"codes must have shape (B, {self.num_factors}), got {tuple(codes.shape)}")
         if codes.dtype != torch.int64:
             raise TypeError(f"codes must be int64, got {codes.dtype}")
-        codes = codes.to(codes.device if device is None else device)
-        device = codes.device  # normalised ("cuda" -> "cuda:0"), so it keys one cache
-        sizes = torch.tensor(self.factor_sizes, device=device)
+        sizes = torch.tensor(self.factor_sizes, device=codes.device)
         if ((codes < 0) | (codes >= sizes)).any():
             raise ValueError(f"codes out of range for factor sizes {self.factor_sizes}")
+        # normalised ("cuda" -> "cuda:0"), so it keys one cache
+        device = codes.device if device is None else torch.empty(0, device=device).device
         scale, shape, orientation = codes[:, 3:].unbind(1)
         # Row-major over (scale, shape, orientation), like the codes.
         geometry = (scale * len(SHAPES) + shape) * len(ORIENTATIONS) + orientation
         weights = self._surface_weights(geometry, device)  # (B, H, W, 3 surfaces)
-        colour = self._hue_rgb.to(device)[codes[:, :3]][:, None, None]  # (B, 1, 1, 3 surfaces, 3 rgb)
+        hue_rgb = self._hue_rgb.to(device, non_blocking=True)
+        colour = hue_rgb[codes[:, :3].to(device, non_blocking=True)][:, None, None]  # (B, 1, 1, 3, 3 rgb)
         image = sum(weights[..., s, None] * colour[..., s, :] for s in range(3))
         return image.mul(255).round().clamp(0, 255).to(torch.uint8)
 
@@ -227,14 +233,15 @@ class SynthShapes3D(GroundTruthDataset):
         if device not in self._weights:
             count = len(SCALES) * len(SHAPES) * len(ORIENTATIONS)
             self._weights[device] = torch.zeros(count, self.resolution, self.resolution, 3, device=device)
-            self._ready[device] = torch.zeros(count, dtype=torch.bool, device=device)
+            self._ready[device] = torch.zeros(count, dtype=torch.bool)  # on the CPU: no device sync
         weights, ready = self._weights[device], self._ready[device]
-        missing = torch.unique(geometry[~ready[geometry]])
+        known = geometry.cpu()
+        missing = torch.unique(known[~ready[known]])
         per_chunk = max(1, 2**19 // (self.resolution * self.supersample) ** 2)
         for chunk in missing.split(per_chunk):
-            weights[chunk] = self._cast(chunk)
+            weights[chunk.to(device)] = self._cast(chunk.to(device))
             ready[chunk] = True
-        return weights[geometry]
+        return weights[geometry.to(device, non_blocking=True)]
 
     def _cast(self, geometry: torch.Tensor) -> torch.Tensor:
         """Ray cast shading weights (U, H, W, 3) for (floor, wall, object) of geometries (U,)."""

@@ -25,7 +25,9 @@ class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names the key."""
 
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+LR_SCALINGS = ("none", "linear", "sqrt")
+DATA_ON_DEVICE = ("auto", "always", "never")
 ModelConfig = functools.reduce(operator.or_, (config for config, _ in MODELS.values()))  # tagged by name
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -45,7 +47,39 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, schedule of side jobs, and reproducibility (defaults: released EncDiff)."""
+    """Optimisation, schedule of side jobs, speed switches and reproducibility (defaults: released
+    EncDiff).
+
+    Speed (the trainer logs the resolved values once at the start and stores them in every
+    checkpoint's ``state.json``):
+
+    - ``fast_path`` (default on) matters only on CUDA, where it turns on bf16 autocast (through
+      ``mixed_precision="auto"``), channels_last tensors, fused AdamW and TF32 matmuls/convolutions
+      (a process-wide torch setting). On CPU it changes nothing, so CPU runs stay bit-identical.
+      Turn it off to choose each switch yourself.
+    - ``mixed_precision``: ``"auto"`` = bf16 on a CUDA device that supports it when ``fast_path`` is
+      on, else ``"no"`` (the reason is logged). An explicit value is honoured or refused, never
+      replaced: ``"bf16"`` runs torch's bf16 autocast on CPU too (slow on most CPUs, but what was
+      asked); ``"bf16"`` on a GPU without bf16 and ``"fp16"`` off CUDA are errors. Autocast wraps the
+      network calls only; the optimizer, EMA and losses stay float32. (YAML reads a bare ``no`` as
+      false: write ``'no'``, on the command line ``train.mixed_precision="'no'"``.)
+    - ``channels_last``: true forces NHWC tensors on any device (on CUDA the fast path already does).
+    - ``compile``: ``torch.compile`` the model; always an explicit opt-in (compilation takes minutes).
+    - ``lr_scaling``: for large batches, the learning rate actually used is
+      ``lr * f(batch_size / reference_batch_size)`` with f = identity (``"linear"``, Goyal et al. 2017)
+      or square root (``"sqrt"``); ``reference_batch_size`` is the batch ``lr`` was tuned for and must
+      be given whenever scaling is on. ``"none"`` (default) uses ``lr`` as written.
+    - ``data_on_device``: where training images come from. ``"auto"``: on CUDA, procedural datasets
+      that can (synth-shapes3d) render batches on the GPU, and array-backed datasets are copied once
+      to GPU memory as uint8 when they take at most a quarter of it (and half of what is free);
+      otherwise, and always on CPU, a background thread prepares each batch ahead (pinned memory on
+      CUDA). ``"always"`` renders or copies on the training device whatever its size (also on CPU:
+      the whole dataset in RAM as one uint8 tensor); ``"never"`` keeps the background thread.
+      Batches are the same images in every mode (to within GPU rounding for rendered ones).
+
+    ``batch_size`` is the global batch: with P processes (``accelerate launch``), each takes
+    ``batch_size / P`` images of the same global batch, so the run matches a single process's.
+    """
 
     steps: int = 100_000
     batch_size: int = 128
@@ -65,9 +99,13 @@ class TrainConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     device: str = "auto"
-    mixed_precision: str = "no"
+    fast_path: bool = True
+    mixed_precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    lr_scaling: str = "none"
+    reference_batch_size: int = 0  # the batch ``lr`` was tuned for; required when lr_scaling is on
+    data_on_device: str = "auto"
 
     def __post_init__(self):
         for key in (
@@ -101,6 +139,27 @@ class TrainConfig:
             raise ValueError(
                 f"train.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
             )
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"train.lr_scaling must be one of {LR_SCALINGS}, got {self.lr_scaling!r}")
+        if self.reference_batch_size < 0:
+            raise ValueError(f"train.reference_batch_size must be >= 0, got {self.reference_batch_size}")
+        if self.lr_scaling != "none" and self.reference_batch_size == 0:
+            raise ValueError(
+                f"train.lr_scaling={self.lr_scaling!r} needs train.reference_batch_size, the batch size "
+                "train.lr was tuned for"
+            )
+        if self.data_on_device not in DATA_ON_DEVICE:
+            raise ValueError(
+                f"train.data_on_device must be one of {DATA_ON_DEVICE}, got {self.data_on_device!r}"
+            )
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the optimiser uses: ``lr`` scaled by ``lr_scaling`` (see class doc)."""
+        if self.lr_scaling == "none":
+            return self.lr
+        ratio = self.batch_size / self.reference_batch_size
+        return self.lr * (ratio if self.lr_scaling == "linear" else ratio**0.5)
 
 
 @dataclass

@@ -4,12 +4,29 @@ schedule, exact resume, and a hard stop on a non-finite loss.
 Reproducibility: every random draw of step k (batch indices, timesteps, noise, dropout) comes
 from generators seeded by (seed, k) (``training.batches``), so the state to resume is just the
 step plus the tensors; a resumed run ends bit-identical to an uninterrupted one on CPU.
+
+Several processes (``accelerate launch -m diffdrl train ...``, one per GPU, any number of nodes):
+``train.batch_size`` is the global batch; the batch indices, timesteps and noise of step k are
+drawn for the global batch from (seed, k) and each process takes its slice, gradients are
+averaged (DDP), and BatchNorm layers become SyncBatchNorm on CUDA, so P processes train what one
+process with the same batch would, to float rounding. Exceptions: dropout and Skip Dropout draw
+from each process's own generator (seeded by seed, k and rank); on CPU (gloo) BatchNorm cannot be
+synchronised and keeps per-process statistics (a warning says so); losses over the batch as a
+whole (beta-TCVAE's minibatch estimate, FactorVAE's permutations) see the local batch. Only the
+main process writes checkpoints, logs and metrics.
+
+Speed switches (``train.fast_path``, ``mixed_precision``, ``channels_last``, ``compile``,
+``data_on_device``, ``lr_scaling``; see ``TrainConfig``) are resolved once at the start, logged,
+and stored in every checkpoint's ``state.json`` under ``settings``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +44,9 @@ from diffdrl.training.batches import (
     EVAL_STREAM,
     NOISE_STREAM,
     BatchStream,
-    batch_at,
+    batch_index,
+    global_batch_draws,
+    image_source,
     step_rng,
     step_seed,
 )
@@ -41,6 +60,9 @@ from diffdrl.training.checkpoint import (
 )
 from diffdrl.training.config import Config, dump_config
 from diffdrl.training.ema import EMA
+from diffdrl.training.hardware import autocast, resolve_precision, sync_batchnorm, use_tf32
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,14 +84,15 @@ def build_model(config: Config) -> torch.nn.Module:
 
 
 def lr_at(step: int, config: Config) -> float:
-    """Linear warm-up to ``train.lr``, then constant (as released)."""
-    warmup = config.train.warmup_steps
-    return config.train.lr * min(1.0, (step + 1) / warmup) if warmup else config.train.lr
+    """Linear warm-up to the learning rate (``train.lr``, scaled by ``train.lr_scaling``), then
+    constant (as released)."""
+    warmup, lr = config.train.warmup_steps, config.train.effective_lr
+    return lr * min(1.0, (step + 1) / warmup) if warmup else lr
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, step: int, config: Config) -> None:
     """Every parameter group follows the schedule, scaled by its own base rate (``param_groups``)."""
-    scale = lr_at(step, config) / config.train.lr
+    scale = lr_at(step, config) / config.train.effective_lr
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * scale
 
@@ -98,11 +121,21 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints (latest {existing.name}); "
                 "pass --resume to continue it or choose another --out"
             )
-        self.accelerator = Accelerator(cpu=tc.device == "cpu", mixed_precision=tc.mixed_precision)
-        self.rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        if tc.batch_size % world:
-            raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {world} processes")
-        self.local_batch_size = tc.batch_size // world
+        # accelerate places the model and runs DDP; precision is handled here (``autocast``), so that
+        # runs with different precisions can share a process (accelerate fixes it per process)
+        self.accelerator = Accelerator(cpu=tc.device == "cpu", mixed_precision="no")
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        if tc.batch_size % self.world:
+            raise ValueError(
+                f"train.batch_size={tc.batch_size} must be divisible by the {self.world} processes"
+            )
+        self.local_batch_size = tc.batch_size // self.world
+        self.is_main = self.accelerator.is_main_process
+        fast = tc.fast_path and self.device.type == "cuda"
+        self.precision, precision_note = resolve_precision(tc, self.device)
+        self.channels_last = tc.channels_last or fast
+        if fast:
+            use_tf32()
         self.dataset = make_dataset(config.data.name, config.data.path, config.data.resolution)
         if tc.metrics:
             from diffdrl.metrics import METRICS
@@ -110,26 +143,63 @@ class Trainer:
             unknown = [m for m in tc.metrics if m not in METRICS]
             if unknown:
                 raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
-        model = build_model(config)
-        if tc.channels_last:
+        model = build_model(config).to(self.device)
+        model, batchnorm_note = sync_batchnorm(model, self.device, self.world)
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        groups = model.param_groups(tc.lr) if hasattr(model, "param_groups") else model.parameters()
-        optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+        lr = tc.effective_lr
+        groups = model.param_groups(lr) if hasattr(model, "param_groups") else model.parameters()
+        optimizer = torch.optim.AdamW(
+            groups, lr=lr, weight_decay=tc.weight_decay, **({"fused": True} if fast else {})
+        )
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.ema = EMA(self.unwrapped, tc.ema_decay)
         self.step, self.train_seconds = 0, 0.0
         if resume and existing is not None:
             self._load(existing)
         if tc.compile:
             self.model = torch.compile(self.model)
-        self.is_main = self.accelerator.is_main_process
+        self.images = image_source(self.dataset, self.device, tc.data_on_device, progress and self.is_main)
+        self.settings = {
+            "device": str(self.device),
+            "processes": self.world,
+            "batch_per_process": self.local_batch_size,
+            "mixed_precision": self.precision,
+            "mixed_precision_reason": precision_note,
+            "channels_last": self.channels_last,
+            "fused_adamw": fast,
+            "tf32": fast,
+            "compile": tc.compile,
+            "sync_batchnorm": batchnorm_note,
+            "data": self.images.where,
+            "lr": lr,
+            "lr_scaling": tc.lr_scaling,
+        }
+        self._announce()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", dump_config(config))
             for log in ("train_log.jsonl", "metrics.jsonl"):
                 _truncate_jsonl(self.run_dir / log, self.step)
+
+    def _announce(self) -> None:
+        """Log the resolved speed settings once (and show them when progress is on)."""
+        s = self.settings
+        on = {True: "on", False: "off"}
+        precision = {"no": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[s["mixed_precision"]]
+        line = (
+            f"training on {s['device']} ({s['processes']} process(es), {s['batch_per_process']} images "
+            f"each): {precision} ({s['mixed_precision_reason']}), channels_last {on[s['channels_last']]}, "
+            f"fused AdamW {on[s['fused_adamw']]}, TF32 {on[s['tf32']]}, compile {on[s['compile']]}, "
+            f"SyncBatchNorm {s['sync_batchnorm']}; data {s['data']}; lr {s['lr']:.3g} "
+            f"(lr_scaling {s['lr_scaling']})"
+        )
+        logger.info(line)
+        if self.progress and self.is_main:
+            tqdm.write(line, file=sys.stderr)
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -140,9 +210,15 @@ class Trainer:
     def device(self) -> torch.device:
         return self.accelerator.device
 
+    def autocast(self):
+        """The configured autocast around network calls (nothing for float32)."""
+        return autocast(self.precision, self.device)
+
     def _to_input(self, images) -> torch.Tensor:
-        x = to_model_input(images).to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last else x
+        """uint8 (B, H, W, C) from any image source -> float model input on the device (the uint8
+        travels, a quarter of the float's bytes)."""
+        x = to_model_input(torch.as_tensor(images).to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -157,6 +233,8 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_from_tensors(tensors["optimizer"], state["optimizer"]))
         self.step = int(state["step"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
 
     def save(self, loss: float | None) -> Path | None:
         """Checkpoint the current step (main process only; the others wait for it)."""
@@ -171,6 +249,8 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
             "optimizer": opt_meta,
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "settings": self.settings,
             "diffdrl_version": __version__,
             "time": time.time(),
         }
@@ -190,13 +270,15 @@ class Trainer:
         """Loss on a fixed batch with fixed noise, and (for token-conditioned models) with tokens
         shuffled across the batch."""
         tc = self.config.train
-        x = self._to_input(batch_at(self.dataset, tc.eval_batch_size, tc.seed, 0, EVAL_STREAM))
+        x = self._to_input(
+            self.images(batch_index(len(self.dataset), tc.eval_batch_size, tc.seed, 0, EVAL_STREAM))
+        )
         model = self.unwrapped
         model.eval()
         losses = {}
         for shuffle in (False, True) if getattr(model, "conditions_on_tokens", False) else (False,):
             gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, 0, EVAL_STREAM))
-            with self.accelerator.autocast():
+            with self.autocast():
                 kwargs = {"shuffle_tokens": True} if shuffle else {}
                 losses[shuffle] = float(model(x, generator=gen, **kwargs))
         model.train()
@@ -243,7 +325,7 @@ class Trainer:
             leave=False,
             disable=not (self.progress and self.is_main),
         ):
-            x = self._to_input(self.dataset.images_at(index[i : i + tc.eval_batch_size]))
+            x = self._to_input(self.images(index[i : i + tc.eval_batch_size]))
             tokens.append(model.raw_tokens(model.encoder(x)).float())
         model.train()
         gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, self.step, ANCHOR_STREAM))
@@ -283,7 +365,9 @@ class Trainer:
         writer = (
             SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step) if self.is_main else None
         )
-        stream = BatchStream(self.dataset, self.local_batch_size, tc.seed, self.step, tc.steps, self.rank)
+        stream = BatchStream(
+            self.images, len(self.dataset), tc.batch_size, tc.seed, self.step, tc.steps, self.rank, self.world
+        )
         bar = tqdm(
             total=tc.steps,
             initial=self.step,
@@ -323,19 +407,24 @@ class Trainer:
                             f"step {self.step}: anchors refit, {row['anchoring/components_mean']:.1f} "
                             f"components per unit, {row['anchoring/fit_seconds']:.1f} s"
                         )
-                if self.is_main and (self.step % tc.log_every == 0 or last):
-                    row = {
-                        "step": self.step,
-                        "train_seconds": self.train_seconds,
-                        "loss": sum(window) / len(window),
-                        "lr": lr_at(step, self.config),
-                        "images_per_s": len(window) * tc.batch_size / (side_jobs - window_start),
-                        **{k: float(v) for k, v in getattr(self.unwrapped, "last_terms", {}).items()},
-                    }
-                    if self.anchors is not None and self.anchors.last_lambda is not None:
-                        row["anchoring_lambda"] = float(self.anchors.last_lambda)
-                    log(row, "train_log.jsonl", "train/")
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                if self.step % tc.log_every == 0 or last:
+                    terms = getattr(self.unwrapped, "last_terms", {})
+                    loss_mean, *term_means = self._mean_over_processes(
+                        [sum(window) / len(window), *(float(v) for v in terms.values())]
+                    )
+                    if self.is_main:
+                        row = {
+                            "step": self.step,
+                            "train_seconds": self.train_seconds,
+                            "loss": loss_mean,
+                            "lr": lr_at(step, self.config),
+                            "images_per_s": len(window) * tc.batch_size / (side_jobs - window_start),
+                            **dict(zip(terms, term_means, strict=True)),
+                        }
+                        if self.anchors is not None and self.anchors.last_lambda is not None:
+                            row["anchoring_lambda"] = float(self.anchors.last_lambda)
+                        log(row, "train_log.jsonl", "train/")
+                        bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
                     window, window_start = [], side_jobs
                 if self.is_main and (self.step % tc.eval_every == 0 or last):
                     log(self.evaluate(), "metrics.jsonl")
@@ -353,9 +442,18 @@ class Trainer:
                 writer.close()
         return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
 
+    def _mean_over_processes(self, values: list[float]) -> list[float]:
+        """The mean of each value over the processes (every process must call this), so that
+        the logged loss is the global batch's; a single process gets its values back unchanged."""
+        if self.world == 1:
+            return values
+        from accelerate.utils import reduce
+
+        return reduce(torch.tensor(values, dtype=torch.float64, device=self.device), "mean").tolist()
+
     def _agree_on_time(self) -> None:
         """Every process stops at the same step: all take the main process's clock."""
-        if self.accelerator.num_processes > 1:
+        if self.world > 1:
             from accelerate.utils import broadcast
 
             clock = torch.tensor([self.train_seconds], dtype=torch.float64, device=self.device)
@@ -366,19 +464,34 @@ class Trainer:
         tc = self.config.train
         x = self._to_input(images)
         _set_lr(self.optimizer, step, self.config)
-        seed = step_seed(tc.seed, step, NOISE_STREAM, self.rank)
-        torch.manual_seed(seed)  # dropout, skip dropout and any other global-RNG draws
-        gen = torch.Generator(self.device).manual_seed(seed)
-        with self.accelerator.autocast():
+        torch.manual_seed(step_seed(tc.seed, step, NOISE_STREAM, self.rank))  # dropout and other global draws
+        # timesteps and noise: for the global batch, the same on every process (rank 0's seed)
+        gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, step, NOISE_STREAM))
+        draws = (
+            global_batch_draws(gen, self.rank, self.world, self.local_batch_size)
+            if self.world > 1
+            else contextlib.nullcontext()
+        )
+        with self.autocast(), draws:
             loss = self.model(x, generator=gen)
         loss_value = float(loss.detach())
         if not torch.isfinite(loss.detach()):
             where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"
             raise NonFiniteLossError(f"loss is {loss_value} at step {step}; stopped without saving ({where})")
-        self.accelerator.backward(loss)
+        optimizer = self.optimizer.optimizer  # the torch optimizer inside accelerate's wrapper
+        if self.scaler is None:
+            self.accelerator.backward(loss)
+        else:
+            self.scaler.scale(loss).backward()
         if tc.grad_clip:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
             self.accelerator.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.unwrapped, step)
         return loss_value

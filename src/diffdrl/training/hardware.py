@@ -1,0 +1,89 @@
+"""The run's hardware settings: autocast precision, TF32, and SyncBatchNorm for several processes.
+
+Each function resolves one switch of ``TrainConfig`` for the device the run landed on, and says
+what it chose; the trainer logs the results once and stores them with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from torch import nn
+
+from diffdrl.training.config import TrainConfig
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _bf16_supported() -> bool:
+    try:  # native bf16 only: newer torch counts emulated bf16 (pre-Ampere GPUs) unless told not to
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        return torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(train: TrainConfig, device: torch.device) -> tuple[str, str]:
+    """(autocast precision "no" | "bf16" | "fp16", why) for ``train.mixed_precision`` on ``device``.
+
+    ``"auto"`` picks bf16 on CUDA devices with native bf16 when the fast path is on, else float32,
+    and says why; an explicit value is honoured (bf16 on CPU: torch's CPU autocast) or refused with
+    a ``ValueError``, never replaced by another.
+    """
+    cuda = device.type == "cuda"
+    if train.mixed_precision == "auto":
+        if not cuda:
+            return "no", f"auto: float32 on {device.type}"
+        if not train.fast_path:
+            return "no", "auto: train.fast_path is off"
+        if not _bf16_supported():
+            return "no", f"auto: {torch.cuda.get_device_name(device)} has no native bf16"
+        return "bf16", "auto: bf16 on CUDA"
+    if train.mixed_precision == "fp16" and not cuda:
+        raise ValueError(
+            f"train.mixed_precision='fp16' needs a CUDA device (loss scaling), training is on {device}; "
+            "use 'bf16', 'no' or 'auto'"
+        )
+    if train.mixed_precision == "bf16" and cuda and not _bf16_supported():
+        raise ValueError(
+            f"train.mixed_precision='bf16' but {torch.cuda.get_device_name(device)} has no native bf16; "
+            "use 'fp16', 'no' or 'auto'"
+        )
+    return train.mixed_precision, "as configured"
+
+
+def use_tf32() -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions (process-wide torch settings)."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def sync_batchnorm(model: nn.Module, device: torch.device, world: int) -> tuple[nn.Module, str]:
+    """The model with BatchNorm synchronised across ``world`` processes where torch can (CUDA),
+    and a note for the log. On CPU torch's SyncBatchNorm refuses to run, so BatchNorm keeps
+    per-process statistics and a warning says the run is not equivalent to a single process."""
+    if world == 1 or not _has_batchnorm(model):
+        return model, "not needed"
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model), "on"
+    warnings.warn(
+        f"BatchNorm statistics stay per process on {device.type} (torch's SyncBatchNorm needs a GPU): "
+        f"this {world}-process run differs from a single process with the same global batch",
+        stacklevel=2,
+    )
+    return model, "impossible on CPU: per-process statistics"
+
+
+def autocast(precision: str, device: torch.device):
+    """Autocast to ``precision`` ("no" | "bf16" | "fp16") on ``device``; a no-op for "no". Wraps
+    network calls only: optimizer, EMA and losses stay float32."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
