@@ -1,5 +1,10 @@
 """The picture commands of the CLI (swap, traverse, interpolate, attention, sample, embeddings,
-report, schedules): parse, call the library, say where the file went."""
+report, schedules): parse, call the library, say where the file went.
+
+They work for every model (``diffdrl.viz.render``). The diffusion options (``--steps``,
+``--start``, ``--sampler``, ``--eta``, ``--timesteps``) default to unset: a diffusion model then
+uses the usual values, and giving one for a model that decodes deterministically (a VAE, EncDec)
+is an error, not silently ignored."""
 
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ def cmd_swap(args) -> None:
 
 
 def unit_labels(run, args) -> list[str]:
-    """'unit i: factor' labels from a quick DCI fit when the dataset has factors."""
+    """'unit i: factor' labels (one per unit, EncDiff-V: per token) from a quick DCI fit when the
+    dataset has factors."""
     from diffdrl.viz.interchange import unit_names
 
     if not getattr(run.data, "factor_sizes", None):
@@ -65,18 +71,19 @@ def cmd_traverse(args) -> None:
 
     from diffdrl.api import encode_images, load_run
     from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import traverse, unit_ranges
+    from diffdrl.viz.traversal import traversal_title, traverse, unit_ranges
 
     run = load_run(args.run, weights=args.weights)
     _, reference = run.sample(args.reference, args.seed + 1)
-    values = unit_ranges(torch.from_numpy(encode_images(run.model, reference)), args.values)
+    units = torch.from_numpy(encode_images(run.model, reference))
+    values = unit_ranges(units, args.values, num_units=run.config.model.units)
     _, image = run.sample(1, args.seed)
     rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed)
     out = save_grid(
         list(rows),
         _out(args, run, "traversal.png"),
         row_labels=unit_labels(run, args),
-        title="traversal: one unit over its 2%-98% quantiles",
+        title=traversal_title(values),
     )
     print(f"wrote {out}")
 
@@ -112,12 +119,17 @@ def cmd_attention(args) -> None:
 
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.metrics.reconstruction import reconstruction_quality
+    from diffdrl.data.ground_truth import to_model_input
+    from diffdrl.metrics.reconstruction import image_similarity
     from diffdrl.viz.grid import save_grid, to_uint8
+    from diffdrl.viz.render import RECONSTRUCTION_ETA, describe_sampling, reconstruct
 
     run = load_run(args.run, weights=args.weights)
+    sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
+    title = describe_sampling(run.model, **sampling, default_eta=RECONSTRUCTION_ETA)  # checks them too
     _, images = run.sample(args.num, args.seed)
-    scores, out = reconstruction_quality(run.model, images, args.sampler, args.steps, args.eta, args.seed)
+    out = reconstruct(run.model, images, seed=args.seed, **sampling).cpu()
+    scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
     generated = to_uint8(out)
     if args.inception:
         from diffdrl.metrics.generation import fid, load_feature_network
@@ -131,7 +143,7 @@ def cmd_sample(args) -> None:
         [images[:16], generated[:16]],
         _out(args, run, "reconstruction.png"),
         ["input", "generated"],
-        title=f"{args.sampler}, {args.steps} steps, eta {args.eta}",
+        title=title,
     )
     print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
     if not (args.inception and args.lpips):
@@ -172,7 +184,7 @@ def add_picture_commands(sub) -> None:
         p.add_argument("run", help="run directory")
         p.add_argument("--out", help="output PNG (default: RUN/samples/<name>.png)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+        p.add_argument("--steps", type=int, help="sampler steps of a diffusion model (default 50)")
         p.add_argument("--weights", choices=("ema", "model"), default="ema")
         p.set_defaults(func=func)
         return p
@@ -184,8 +196,7 @@ def add_picture_commands(sub) -> None:
     p.add_argument(
         "--start",
         choices=("noise", "inversion"),
-        default="noise",
-        help="x_T shared by a column: fresh noise, or DDIM inversion of the source",
+        help="diffusion models: x_T shared by a column, fresh noise (default) or DDIM inversion of a source",
     )
     p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
     p.add_argument("--values", type=int, default=8)
@@ -195,11 +206,15 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--values", type=int, default=8)
     p = viz_parser("attention", "cross-attention map of every token", cmd_attention)
     p.add_argument("--num", type=int, default=4, help="images")
-    p.add_argument("--timesteps", help="comma-separated t (default: 10/30/50/70%% of T)")
-    p = viz_parser("sample", "encode dataset images and generate them back from their tokens", cmd_sample)
+    p.add_argument("--timesteps", help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)")
+    p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
     p.add_argument("--num", type=int, default=8)
-    p.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), default="ddim")
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (EncDiff samples with 1)")
+    p.add_argument(
+        "--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), help="diffusion models (default ddim)"
+    )
+    p.add_argument(
+        "--eta", type=float, help="DDIM stochasticity of a diffusion model (default 1, as EncDiff samples)"
+    )
     p.add_argument(
         "--inception", help="TorchScript/.pt2 Inception feature network: adds FID (use --num >= 2000)"
     )

@@ -4,7 +4,8 @@ The model contract the trainer, the metrics and the pictures rely on:
 
 - ``Model(config, resolution, channels=3)``; ``config.units`` is the number of latent units;
 - ``forward(x0, generator=None) -> scalar loss`` for a float batch (B, C, H, W) in [-1, 1];
-- ``encode(x) -> (B, N)`` units of float images or uint8 (B, H, W, C) (a VAE's posterior mean);
+- ``encode(x) -> (B, K)`` units of float images or uint8 (B, H, W, C) (a VAE's posterior mean;
+  K = N, or N d for EncDiff-V's vector tokens);
 - optional ``conditions_on_tokens = True`` and ``forward(..., shuffle_tokens=True)``: the trainer then
   logs token reliance (loss with tokens shuffled across the batch);
 - optional ``param_groups(lr) -> list[dict]`` when parts need their own optimiser settings (FactorVAE's

@@ -3,6 +3,10 @@
 ``CrossAttentionCapture`` wraps every cross-attention layer's processor: the original processor
 still computes the layer's output (so outputs stay bit-identical), and the wrapper recomputes the
 attention probabilities softmax(q k^T / sqrt(d)) on the side and records them.
+
+A diffusion model's maps come from its denoiser at a few noise levels; EncDec's from its decoder's
+one pass (no timesteps). Models without tokens (the VAEs) or without cross-attention (AdaGN) have
+no per-token attention: ``attention_unavailable`` says why.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from diffdrl.api import tokens_unavailable
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.viz.grid import panels, save_figure
+from diffdrl.viz.render import can_sample, resolve_sampling
 
 
 class _Recorder:
@@ -67,31 +73,61 @@ class CrossAttentionCapture:
             layer.set_processor(processor)
 
 
+def _network(model) -> torch.nn.Module:
+    """The network that reads the tokens: a diffusion model's U-Net, or EncDec's decoder."""
+    return model.denoiser.unet if can_sample(model) else model.decoder
+
+
+def attention_unavailable(model) -> str | None:
+    """Why ``model`` has no per-token cross-attention to show, or None when it has."""
+    if reason := tokens_unavailable(model, "cross-attention maps"):
+        return reason
+    try:
+        CrossAttentionCapture(_network(model))
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 @torch.no_grad()
 def attention_maps(
     model, images: np.ndarray, timesteps: tuple[int, ...] | None = None, seed: int = 0
 ) -> torch.Tensor:
-    """(B, N, H, W): each token's attention over the image, averaged over heads, layers and
-    ``timesteps`` (default: 10/30/50/70% of T; x_t drawn from q(x_t | x_0) with noise from
-    ``seed``), normalised to sum 1."""
-    T = model.schedule.timesteps
-    timesteps = timesteps or tuple(int(f * T) for f in (0.1, 0.3, 0.5, 0.7))
-    if any(not 0 <= t < T for t in timesteps):
-        raise ValueError(f"timesteps must lie in [0, {T}), got {timesteps}")
-    x0 = to_model_input(images).to(model.schedule.betas.device)
-    tokens = model.tokens(model.encode(x0))
-    gen = torch.Generator(x0.device).manual_seed(seed)
+    """(B, N, H, W): each token's attention over the image, averaged over heads, layers and, for a
+    diffusion model, ``timesteps`` (default: 10/30/50/70% of T; x_t drawn from q(x_t | x_0) with
+    noise from ``seed``), normalised to sum 1. EncDec: its decoder's one pass (no timesteps)."""
+    if reason := attention_unavailable(model):
+        raise ValueError(reason)
+    resolve_sampling(model, timesteps=timesteps)  # timesteps: diffusion models only
+    x0 = to_model_input(images).to(next(model.parameters()).device)
+    tokens = model.tokens(model.encode(x0))  # (B, N, d)
     total = torch.zeros(len(x0), tokens.shape[1], *x0.shape[2:], device=x0.device)
-    for t in timesteps:
-        t_batch = torch.full((len(x0),), t, device=x0.device, dtype=torch.long)
-        x_t = model.schedule.q_sample(x0, t_batch, torch.randn(x0.shape, generator=gen, device=x0.device))
-        with CrossAttentionCapture(model.denoiser.unet) as maps:
-            model.denoiser(x_t, t_batch, tokens)
+    for maps in _passes(model, x0, tokens, timesteps, seed):
         for m in maps:
             side = int(round(m.shape[1] ** 0.5))
             m = m.transpose(1, 2).reshape(len(x0), -1, side, side)  # (B, N, h, w)
             total += F.interpolate(m, size=x0.shape[2:], mode="bilinear", align_corners=False)
     return total / total.sum(dim=(2, 3), keepdim=True)
+
+
+def _passes(model, x0: torch.Tensor, tokens: torch.Tensor, timesteps, seed: int):
+    """The recorded maps of each forward pass of the network that reads the tokens."""
+    if not can_sample(model):  # EncDec: the decoder reads the tokens once
+        with CrossAttentionCapture(model.decoder) as maps:
+            model.decoder(tokens)
+        yield maps
+        return
+    T = model.schedule.timesteps
+    timesteps = timesteps or tuple(int(f * T) for f in (0.1, 0.3, 0.5, 0.7))
+    if any(not 0 <= t < T for t in timesteps):
+        raise ValueError(f"timesteps must lie in [0, {T}), got {timesteps}")
+    gen = torch.Generator(x0.device).manual_seed(seed)
+    for t in timesteps:
+        t_batch = torch.full((len(x0),), t, device=x0.device, dtype=torch.long)
+        x_t = model.schedule.q_sample(x0, t_batch, torch.randn(x0.shape, generator=gen, device=x0.device))
+        with CrossAttentionCapture(model.denoiser.unet) as maps:
+            model.denoiser(x_t, t_batch, tokens)
+        yield maps
 
 
 def save_attention(

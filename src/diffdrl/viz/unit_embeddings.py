@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from diffdrl.api import Run, encode_tokens
+from diffdrl.api import Run, encode_tokens, tokens_unavailable
 from diffdrl.viz.grid import panels, save_figure
 from diffdrl.viz.unit_factor import unit_factor_importance
 
@@ -43,6 +43,15 @@ def project(tokens: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.
     return umap.UMAP(n_components=2, random_state=seed).fit_transform(tokens), None
 
 
+def embeddings_unavailable(run: Run) -> str | None:
+    """Why unit embeddings cannot be drawn for this run, or None when they can."""
+    if reason := tokens_unavailable(run.model, "unit embeddings"):
+        return reason
+    if not getattr(run.data, "factor_sizes", None):
+        return f"unit embeddings: dataset {run.config.data.name!r} has no ground-truth factors to colour by"
+    return None
+
+
 def save_unit_embeddings(
     run: Run,
     path: str | Path,
@@ -53,14 +62,17 @@ def save_unit_embeddings(
     importance: np.ndarray | None = None,
 ) -> Path:
     """One panel per unit (default: the 8 most informative): its tokens before anchoring, coloured
-    by the factor it informs most, with the fitted mixture (if any) on top."""
+    by the factor it informs most, with the fitted mixture (if any) on top. Models without tokens
+    (the VAEs) and datasets without factors are a ``ValueError``."""
     model = run.model
+    if reason := embeddings_unavailable(run):
+        raise ValueError(reason)
     importance = unit_factor_importance(run, seed=seed) if importance is None else importance
     units = units if units is not None else list(np.argsort(-importance.sum(1))[:8])
     factors, images = run.sample(num, seed)
     tokens = encode_tokens(model, images, anchored=False)  # (M, N, d): what the mixtures are fitted on
-    anchors = model.anchors
-    fitted = anchors._is_fitted
+    anchors = getattr(model, "anchors", None)  # DyGA's, on EncDiff; EncDec has none
+    fitted = anchors is not None and anchors._is_fitted
     figure, axes = panels(len(units), 4, 3.2, 3.0)
     for ax, unit in zip(axes, units, strict=True):
         factor = int(importance[unit].argmax())

@@ -14,14 +14,17 @@ from diffdrl.viz.grid import panels, save_figure
 def unit_factor_importance(run: Run, num: int = 3000, seed: int = 0) -> np.ndarray:
     """(N, F) DCI importances of the run's units for its dataset's factors, from ``num`` samples
     (two thirds to fit, one third held out), with the fast LightGBM-gain estimator (non-canonical;
-    for labelling and pictures, not for reporting scores)."""
+    for labelling and pictures, not for reporting scores). A unit of several coordinates
+    (EncDiff-V's token) gets the sum of its coordinates' importances (gains add up)."""
     factors, images = run.sample(num, seed)
-    units = encode_images(run.model, images)
+    units = encode_images(run.model, images)  # (num, K)
     split = 2 * num // 3
     result = dci_from_codes(
         units[:split], factors[:split], units[split:], factors[split:], importance="lightgbm"
     )
-    return result.importance_matrix
+    importance = result.importance_matrix  # (K, F)
+    n = run.config.model.units
+    return importance.reshape(n, -1, importance.shape[1]).sum(1)  # (N, F)
 
 
 def unit_order(importance: np.ndarray) -> np.ndarray:
