@@ -106,6 +106,29 @@ def run(args: argparse.Namespace) -> None:
         atomic_write_text(Path(args.results) / f"{name}.json", json.dumps(result, indent=1) + "\n")
 
 
+def token_reliance(run_dir: Path, step: int) -> float | None:
+    """The run's logged token reliance at ``step`` (EncDiff-family models only)."""
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(r) for r in path.read_text().splitlines()] if path.exists() else []
+    values = [r["eval/token_reliance"] for r in rows if r["step"] == step and "eval/token_reliance" in r]
+    return values[-1] if values else None
+
+
+def table(args: argparse.Namespace) -> None:
+    """Markdown: every variant's scores at each of its points, with the token reliance there."""
+    print("| variant | seed | CPU-min | step | FactorVAE | DCI D | DCI C | DCI I | MIG | token reliance |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in args.files:
+        c = json.loads(Path(path).read_text())
+        for p in c["points"]:
+            reliance = token_reliance(Path(args.runs) / f"{c['name']}-seed{c['seed']}", p["step"])
+            cells = [p.get(k) for k in SHOWN]
+            cells = [f"{v:.3f}" if v is not None else "-" for v in [cells[0], *cells[1:4], cells[4]]]
+            rel = f"{reliance:.0%}" if reliance is not None else "-"
+            where = f"| {c['name']} | {c['seed']} | {p['minutes']:.1f} | {p['step']} |"
+            print(f"{where} {' | '.join(cells)} | {rel} |")
+
+
 def plot(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -153,11 +176,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", default="runs/cpu_budget", help="where the run directories go")
     p.add_argument("--results", default=str(RESULTS))
+    p = sub.add_parser("table", help="markdown table of the given result files' points")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--runs", default="runs/cpu_budget", help="the run directories (for token reliance)")
     p = sub.add_parser("plot", help="metric vs CPU-minutes for the given result files")
     p.add_argument("files", nargs="+")
     p.add_argument("--out", default="docs/cpu_budget.png")
     args = parser.parse_args()
-    run(args) if args.command == "run" else plot(args)
+    {"run": run, "table": table, "plot": plot}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,15 @@
-"""Reconstruction quality: encode an image, generate from its tokens, compare with the input.
+"""Reconstruction quality: compare images with their reconstructions (``viz.render.reconstruct``
+encodes them and renders the units back: sampler, decoder or VAE decode, whatever the model has).
 
 MSE and PSNR on [0, 1]; SSIM with a Gaussian window (11 x 11, sigma 1.5, constants K1 = 0.01,
 K2 = 0.03 of Wang et al. 2004) per channel, averaged; the protocol of METRICS.md. The default
-sampling follows EncDiff (DDIM, eta 1, from fresh noise: what the tokens alone carry);
-``start="inversion"`` measures how faithfully an edit can keep an image instead.
+sampling follows EncDiff (DDIM, eta 1, from fresh noise: what the tokens alone carry).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-
-from diffdrl.data.ground_truth import to_model_input
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -50,27 +47,3 @@ def image_similarity(reference: torch.Tensor, output: torch.Tensor) -> dict[str,
         "reconstruction.psnr": float(psnr.mean()),
         "reconstruction.ssim": float(ssim(reference, output).mean()),
     }
-
-
-@torch.no_grad()
-def reconstruction_quality(
-    model,
-    images: np.ndarray,
-    sampler: str = "ddim",
-    steps: int = 50,
-    eta: float = 1.0,
-    seed: int = 0,
-    start: str = "noise",
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Encode uint8 images (B, H, W, C), regenerate from their tokens, compare on [0, 1].
-    Returns the scores and the regenerated images (B, C, H, W) in [-1, 1]."""
-    if start not in ("noise", "inversion"):
-        raise ValueError(f"start must be 'noise' or 'inversion', got {start!r}")
-    x0 = to_model_input(images).to(model.schedule.betas.device)
-    tokens = model.tokens(model.encode(x0))
-    if start == "inversion":
-        x_T = model.invert(x0, tokens, steps)
-        out = model.generate(tokens, "ddim", steps, eta=0.0, x_T=x_T)
-    else:
-        out = model.generate(tokens, sampler, steps, eta=eta, seed=seed)
-    return image_similarity((x0 + 1) / 2, (out + 1) / 2), out
