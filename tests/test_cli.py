@@ -162,3 +162,25 @@ def test_sample_reports_fid_and_lpips_with_user_networks(tmp_path, capsys):
     assert "fid " in out and "lpips " in out and "need feature networks" not in out
     assert main([*base, "--inception", str(tmp_path / "missing.pt")]) == 2
     assert "Inception weights not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command, hint",
+    [("train", "--resume"), ("sweep", "rerun the same command")],
+)
+def test_interrupt_names_how_to_continue(command, hint, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"diffdrl.cli{'_harness' if command == 'sweep' else ''}.cmd_{command}", interrupted)
+    argv = ["train", "--out", "unused"] if command == "train" else ["sweep", "--methods", "x", "--out", "u"]
+    assert main(argv) == 130
+    assert hint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["attention", "embeddings"])
+def test_picture_commands_without_a_sampler_reject_steps(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "run", "--steps", "5"])
+    assert exit.value.code == 2
+    assert "--steps" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffdrl.cli_harness import add_harness_commands
+from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
 
@@ -176,12 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="disentanglement metrics of a run on its dataset")
     p.add_argument("run", help="run directory")
     p.add_argument("--metrics", help="comma-separated (default: all that apply)")
-    p.add_argument(
-        "--preset",
-        choices=("canonical", "fast"),
-        default="canonical",
-        help="canonical = disentanglement_lib's protocol; fast = fewer samples, LightGBM DCI",
-    )
+    add_metric_protocol_argument(p, "--preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=("ema", "model"), default="ema")
     p.add_argument("--untrained", action="store_true", help="evaluate the architecture at random init")
@@ -212,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffdrl: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("diffdrl: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", "continue with --resume from the last checkpoint")
+        print(f"diffdrl: interrupted; {hint}", file=sys.stderr)
         return 130
     return status or 0
 

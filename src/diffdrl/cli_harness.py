@@ -83,6 +83,16 @@ example:
   diffdrl table sweeps/tiny --out sweeps/tiny/table"""
 
 
+def add_metric_protocol_argument(parser: argparse.ArgumentParser, flag: str) -> None:
+    """The metric protocol choice, shared by ``evaluate`` and ``sweep`` so both mean the same."""
+    parser.add_argument(
+        flag,
+        choices=("canonical", "fast"),
+        default="canonical",
+        help="canonical = disentanglement_lib's protocol (default); fast = fewer samples, LightGBM DCI",
+    )
+
+
 def add_harness_commands(sub) -> None:
     """Register ``sweep`` and ``table`` on the main parser's subparsers."""
     p = sub.add_parser(
@@ -106,12 +116,7 @@ def add_harness_commands(sub) -> None:
         "excluded) instead of the presets' train.steps",
     )
     p.add_argument("--metrics", help="comma-separated metrics (default: all that apply)")
-    p.add_argument(
-        "--metrics-preset",
-        choices=("canonical", "fast"),
-        default="canonical",
-        help="canonical = disentanglement_lib's protocol (default); fast = fewer samples, LightGBM DCI",
-    )
+    add_metric_protocol_argument(p, "--metrics-preset")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -128,7 +133,7 @@ def add_harness_commands(sub) -> None:
         metavar="DATASET=PATH",
         help="data.path for a dataset read from disk (repeatable)",
     )
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, interrupt_hint="rerun the same command to resume the unfinished cell")
 
     p = sub.add_parser("table", help="mean ± std over seeds of sweeps: Markdown, CSV and a bar chart")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="sweep directories (searched recursively)")

@@ -179,12 +179,13 @@ def cmd_schedules(args) -> None:
 def add_picture_commands(sub) -> None:
     """Register the picture commands on the main parser's subparsers."""
 
-    def viz_parser(name: str, help: str, func) -> argparse.ArgumentParser:
+    def viz_parser(name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("run", help="run directory")
         p.add_argument("--out", help="output PNG (default: RUN/samples/<name>.png)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--steps", type=int, help="sampler steps of a diffusion model (default 50)")
+        if samples:  # commands that render images through a sampler
+            p.add_argument("--steps", type=int, help="sampler steps of a diffusion model (default 50)")
         p.add_argument("--weights", choices=("ema", "model"), default="ema")
         p.set_defaults(func=func)
         return p
@@ -204,7 +205,7 @@ def add_picture_commands(sub) -> None:
     p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--values", type=int, default=8)
-    p = viz_parser("attention", "cross-attention map of every token", cmd_attention)
+    p = viz_parser("attention", "cross-attention map of every token", cmd_attention, samples=False)
     p.add_argument("--num", type=int, default=4, help="images")
     p.add_argument("--timesteps", help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)")
     p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
@@ -224,6 +225,7 @@ def add_picture_commands(sub) -> None:
         "embeddings",
         "each unit's tokens in 2-D, coloured by its factor, with DyGA's mixtures",
         cmd_embeddings,
+        samples=False,
     )
     p.add_argument("--units", help="comma-separated units (default: the 8 most informative)")
     p.add_argument("--num", type=int, default=2000, help="images")
