@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from diffdrl.cli import main
-from diffdrl.harness.table import group, matches, mean_std, read_cells, select_keys, write_table
+from diffdrl.harness.table import group, matches, mean_std, read_cells, score_name, select_keys, write_table
 
 
 def write_cell(root, method, seed, scores=None, status="done", error=None, dataset="synth-shapes3d", **extra):
@@ -61,14 +61,29 @@ def test_score_patterns_match_every_protocol_of_a_metric():
         select_keys(cells, ["nope"])
 
 
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("factor_vae.eval_accuracy", "FactorVAE"),
+        ("factor_vae_fast.eval_accuracy", "FactorVAE (fast)"),
+        ("dci_fast.informativeness_test", "DCI I (fast)"),
+        ("mig_fast", "MIG (fast)"),
+        ("factor_vae.train_accuracy", "`factor_vae.train_accuracy`"),
+        ("migration", "`migration`"),
+    ],
+)
+def test_score_names(key, name):
+    assert score_name(key) == name
+
+
 def test_table_writes_markdown_csv_and_png(sweep_dir, tmp_path):
     md, table, png = write_table([sweep_dir], tmp_path / "out" / "cmp")
     text = md.read_text()
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
     assert "0.600 ± 0.141 (2)" in rows["| encdiff @ 10 min"] and "600–601" in rows["| encdiff @ 10 min"]
     assert "0.900 ± — (1)" in rows["| dyga @ 10 min"]  # no std from one seed
-    assert "`factor_vae.eval_accuracy`" in text and "`dci_fast.disentanglement`" in text
-    assert "`sap`" not in text  # not a headline score
+    assert "| FactorVAE |" in text and "| DCI D (fast) |" in text  # a fast score is never unlabelled
+    assert "SAP" not in text  # not a headline score
     assert "ddof=1" in text
     assert "dyga/seed1: failed: NonFiniteLossError: loss is nan \\| at step 3" in text  # escaped pipe
     assert "encdiff/seed2: missing" in text and "dyga/seed2: missing" in text

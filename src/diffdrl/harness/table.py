@@ -34,6 +34,16 @@ DEFAULT_SCORES = (
     "mig",
 )
 NO_STD = "—"
+# Column names for the headline scores: (metric, field) -> the name papers print.
+SHORT_NAMES = {
+    ("factor_vae", "eval_accuracy"): "FactorVAE",
+    ("beta_vae", "eval_accuracy"): "beta-VAE score",
+    ("dci", "disentanglement"): "DCI D",
+    ("dci", "completeness"): "DCI C",
+    ("dci", "informativeness_test"): "DCI I",
+    ("mig", ""): "MIG",
+    ("sap", ""): "SAP",
+}
 
 
 def matches(key: str, pattern: str) -> bool:
@@ -46,6 +56,17 @@ def matches(key: str, pattern: str) -> bool:
     if namespace != family and not namespace.startswith(family + "_"):
         return False
     return not dot or name == wanted
+
+
+def score_name(key: str) -> str:
+    """A headline score's printed name with its protocol (``dci_fast.disentanglement`` ->
+    ``DCI D (fast)``); any other key as itself, in backticks."""
+    namespace, _, name = key.partition(".")
+    for (family, field_name), short in SHORT_NAMES.items():
+        if name == field_name and (namespace == family or namespace.startswith(family + "_")):
+            protocol = namespace[len(family) + 1 :]
+            return f"{short} ({protocol})" if protocol else short
+    return f"`{key}`"
 
 
 def select_keys(cells: Iterable[dict], patterns: Sequence[str] | None = None) -> list[str]:
@@ -198,7 +219,13 @@ def markdown(rows: Sequence[Row], keys: Sequence[str], missing: Sequence[str] = 
         shared = [o for o in these[0].set_overrides if all(o in r.set_overrides for r in these)]
         own = {id(r): [o for o in r.set_overrides if o not in shared] for r in these}
         with_own = any(own.values())
-        head = ["method", "preset", "steps", *(["overrides"] if with_own else []), *(f"`{k}`" for k in keys)]
+        head = [
+            "method",
+            "preset",
+            "steps",
+            *(["overrides"] if with_own else []),
+            *(score_name(k) for k in keys),
+        ]
         lines += ["", f"## {dataset}", ""]
         if shared:
             lines += ["Overrides of every row: " + " ".join(f"`{o}`" for o in shared), ""]
@@ -262,7 +289,7 @@ def plot(rows: Sequence[Row], keys: Sequence[str], path: str | Path) -> Path:
             ax.scatter([x] * len(values), values, s=10, color="black", zorder=3)
         ax.set_xticks(range(len(datasets)), datasets)
         ax.set_xlim(-0.5, len(datasets) - 0.5)
-        ax.set_title(key, fontsize=9)
+        ax.set_title(score_name(key).strip("`"), fontsize=9)
     if not keys or not rows:
         axes[0].text(0.5, 0.5, "no finished cells", ha="center", va="center")
     if series:
