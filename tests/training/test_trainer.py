@@ -155,3 +155,33 @@ def test_time_budget_stops_training_and_resumes_with_a_larger_one(tiny_config, t
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [first.step, longer.step]  # evaluated at each stop
     assert rows[-1]["train_seconds"] >= 180
+
+
+def test_encoder_lr_scale_gives_the_encoder_its_own_rate(tiny_config, tmp_path):
+    plain = Trainer(tiny_config("train.warmup_steps=0"), tmp_path / "a", progress=False)
+    assert len(plain.optimizer.param_groups) == 1  # the paper's setting: one group, old checkpoints load
+    trainer = Trainer(
+        tiny_config("model.encoder_lr_scale=3", "train.warmup_steps=4", "train.steps=2"),
+        tmp_path / "b",
+        progress=False,
+    )
+    own, rest = trainer.optimizer.param_groups
+    model = trainer.unwrapped
+    assert {id(p) for p in own["params"]} == {
+        id(p) for p in [*model.encoder.parameters(), *model.token_bank.parameters()]
+    }
+    assert len(own["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    trainer.train()  # the warm-up scales both groups alike
+    assert own["lr"] == pytest.approx(3 * rest["lr"]) and rest["lr"] == pytest.approx(2 / 4 * 1e-3)
+    resumed = train(
+        tiny_config("model.encoder_lr_scale=3", "train.warmup_steps=4", "train.steps=3"),
+        tmp_path / "b",
+        resume=True,
+        progress=False,
+    )
+    assert resumed.step == 3
+
+
+def test_encoder_lr_scale_must_be_positive(tiny_config):
+    with pytest.raises(ValueError, match="encoder_lr_scale must be > 0"):
+        tiny_config("model.encoder_lr_scale=0")

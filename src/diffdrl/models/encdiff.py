@@ -50,6 +50,9 @@ class EncDiffConfig:
     units: int = 20
     token_dim: int = 16
     loss: str = "l1"
+    # The encoder and token bank learn only through cross-attention, a weak signal early on; this
+    # multiplies their learning rate (1 = the paper's single rate for every parameter).
+    encoder_lr_scale: float = 1.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     token_bank: TokenBankConfig = field(default_factory=TokenBankConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -65,6 +68,8 @@ class EncDiffConfig:
             raise ValueError(f"model.token_dim must be >= 1, got {self.token_dim}")
         if self.loss not in LOSSES:
             raise ValueError(f"model.loss must be one of {LOSSES}, got {self.loss!r}")
+        if not self.encoder_lr_scale > 0:
+            raise ValueError(f"model.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}")
 
 
 def image_batch(x: torch.Tensor | np.ndarray, channels: int, resolution: int, device) -> torch.Tensor:
@@ -92,6 +97,17 @@ class EncDiff(nn.Module):
         self.anchors = GaussianAnchors(config.anchoring, config.units, config.token_dim)
         self.denoiser = Denoiser(config.denoiser, config.token_dim, resolution, channels, config.units)
         self.schedule = NoiseSchedule(config.schedule)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """One group at ``lr``, or with ``encoder_lr_scale`` != 1 the encoder and token bank in a
+        group of their own at the scaled rate (one group keeps older checkpoints loadable)."""
+        scale = self.config.encoder_lr_scale
+        if scale == 1.0:
+            return [{"params": list(self.parameters()), "lr": lr}]
+        own = [*self.encoder.parameters(), *self.token_bank.parameters()]
+        ids = {id(p) for p in own}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": own, "lr": lr * scale}, {"params": rest, "lr": lr}]
 
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Units s (B, N) of images (EncDiff-V: (B, N d)): float (B, C, H, W) in [-1, 1], or uint8
