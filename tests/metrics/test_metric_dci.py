@@ -127,3 +127,13 @@ def test_from_codes_returns_importance_matrix():
     assert np.allclose(r.sum(0), 1.0) and r[0, 0] > 0.9 and r[1, 1] > 0.9
     with pytest.raises(ValueError, match="importance"):
         dci_from_codes(x, y, x, y, importance="forest")
+
+
+def test_per_factor_accuracy_tells_captured_from_missing_factors():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, size=(900, 2))
+    x = np.stack([y[:, 0], rng.normal(size=900)], 1).astype(np.float32)  # factor 1 is not encoded
+    result = dci_from_codes(x[:600], y[:600], x[600:], y[600:], importance="lightgbm")
+    assert result.accuracy_test.shape == (2,)
+    assert result.accuracy_test[0] > 0.95 and result.accuracy_test[1] < 0.4  # chance: 0.25
+    assert result.informativeness_test == pytest.approx(result.accuracy_test.mean())

@@ -62,8 +62,10 @@ def test_encode_accepts_uint8_images_and_checks_shape(tiny_config):
 
 
 @pytest.mark.parametrize("loss", ["l1", "mse"])
-def test_loss_is_reproducible_with_a_generator(tiny_config, loss):
-    model = EncDiff(tiny_config(f"model.loss={loss}").model, resolution=16).eval()
+@pytest.mark.parametrize("weighting", ["none", "truncated_snr"])
+def test_loss_is_reproducible_with_a_generator(tiny_config, loss, weighting):
+    config = tiny_config(f"model.loss={loss}", f"model.loss_weighting={weighting}")
+    model = EncDiff(config.model, resolution=16).eval()
     x = torch.rand(4, 3, 16, 16) * 2 - 1
     a = model(x, generator=torch.Generator().manual_seed(1))
     b = model(x, generator=torch.Generator().manual_seed(1))
@@ -75,3 +77,8 @@ def test_plain_encdiff_checkpoints_carry_no_anchoring_state(tiny_config):
     assert not any(k.startswith("anchors.") for k in plain.state_dict())
     dyga = EncDiff(tiny_config("model.anchoring.enabled=true").model, resolution=16)
     assert {"anchors.means", "anchors.fitted"} <= set(dyga.state_dict())
+
+
+def test_unknown_loss_weighting_is_a_config_error(tiny_config):
+    with pytest.raises(ValueError, match="model.loss_weighting must be one of"):
+        tiny_config("model.loss_weighting=snr")

@@ -46,6 +46,7 @@ class DCIResult:
     informativeness_train: float
     informativeness_test: float
     importance_matrix: np.ndarray
+    accuracy_test: np.ndarray  # (F,) held-out accuracy per factor: which factors the codes capture
 
     def scores(self, ns: str = "dci") -> dict[str, float]:
         return {
@@ -106,6 +107,7 @@ def dci_from_codes(
         informativeness_train=float(np.mean([c[1] for c in columns])),
         informativeness_test=float(np.mean([c[2] for c in columns])),
         importance_matrix=r,
+        accuracy_test=np.array([c[2] for c in columns], dtype=np.float64),
     )
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from diffdrl.data.ground_truth import to_model_input
-from diffdrl.diffusion.loss import LOSSES, epsilon_loss
+from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
 from diffdrl.diffusion.samplers import ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
@@ -50,6 +50,7 @@ class EncDiffConfig:
     units: int = 20
     token_dim: int = 16
     loss: str = "l1"
+    loss_weighting: str = "none"  # paper: none; see diffusion/loss.py's WEIGHTINGS
     # The encoder and token bank learn only through cross-attention, a weak signal early on; this
     # multiplies their learning rate (1 = the paper's single rate for every parameter).
     encoder_lr_scale: float = 1.0
@@ -68,6 +69,8 @@ class EncDiffConfig:
             raise ValueError(f"model.token_dim must be >= 1, got {self.token_dim}")
         if self.loss not in LOSSES:
             raise ValueError(f"model.loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss_weighting not in WEIGHTINGS:
+            raise ValueError(f"model.loss_weighting must be one of {WEIGHTINGS}, got {self.loss_weighting!r}")
         if not self.encoder_lr_scale > 0:
             raise ValueError(f"model.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}")
 
@@ -134,7 +137,12 @@ class EncDiff(nn.Module):
         if shuffle_tokens:
             c = c.roll(1, dims=0)
         return epsilon_loss(
-            lambda x_t, t: self.denoiser(x_t, t, c), x0, self.schedule, self.config.loss, generator
+            lambda x_t, t: self.denoiser(x_t, t, c),
+            x0,
+            self.schedule,
+            self.config.loss,
+            generator,
+            self.config.loss_weighting,
         )
 
     loss = forward

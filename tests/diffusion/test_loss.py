@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from diffdrl.diffusion.loss import epsilon_loss, snr_weight
+from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig
+
+
+def constant_denoiser(value: float):
+    return lambda x_t, t: torch.full_like(x_t, value)
+
+
+@pytest.mark.parametrize("kind", ["l1", "mse"])
+def test_truncated_snr_weights_only_high_noise_steps(kind):
+    sched = NoiseSchedule(ScheduleConfig())
+    t = torch.arange(sched.timesteps)
+    w = snr_weight(sched, t, kind)
+    snr = sched.alpha_bar / (1 - sched.alpha_bar)
+    assert torch.all(w[snr >= 1] == 1.0)  # low noise: the plain epsilon loss
+    high = snr < 1
+    exponent = 1.0 if kind == "mse" else 0.5
+    torch.testing.assert_close(w[high], (1 / snr[high]) ** exponent)
+    assert torch.all(w.diff() >= 0) and w[-1] > 10  # grows with the noise level
+
+
+@pytest.mark.parametrize("kind", ["l1", "mse"])
+def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
+    """At a step with SNR < 1 the weighted epsilon error equals the error of the implied x0."""
+    sched = NoiseSchedule(ScheduleConfig(high_noise_bias=1e6))  # every draw at t = T - 1
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    loss = epsilon_loss(constant_denoiser(0.3), x0, sched, kind, gen, "truncated_snr")
+    gen = torch.Generator().manual_seed(0)
+    t = sched.sample_timesteps(4, x0.device, gen)
+    eps = torch.randn(x0.shape, generator=gen)
+    assert torch.all(t == sched.timesteps - 1)
+    x_t = sched.q_sample(x0, t, eps)
+    a = sched.alpha_bar[-1]
+    x0_hat = (x_t - (1 - a).sqrt() * 0.3) / a.sqrt()
+    err = (x0_hat - x0).abs() if kind == "l1" else (x0_hat - x0).square()
+    torch.testing.assert_close(loss, err.mean(), rtol=1e-4, atol=0)
+
+
+def test_unweighted_loss_is_unchanged_and_unknown_weightings_are_refused():
+    sched = NoiseSchedule(ScheduleConfig())
+    x0 = torch.zeros(2, 3, 4, 4)
+    plain = epsilon_loss(constant_denoiser(0.0), x0, sched, "mse", torch.Generator().manual_seed(3))
+    eps = torch.randn(x0.shape, generator=_after_timesteps(sched, 3))
+    assert plain.item() == pytest.approx(eps.square().mean().item())
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        epsilon_loss(constant_denoiser(0.0), x0, sched, "l1", None, "min_snr")
+
+
+def _after_timesteps(sched: NoiseSchedule, seed: int) -> torch.Generator:
+    gen = torch.Generator().manual_seed(seed)
+    sched.sample_timesteps(2, torch.device("cpu"), gen)
+    return gen
