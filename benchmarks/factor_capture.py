@@ -7,7 +7,8 @@ has and has not learnt (colours before geometry, say). Each run is scored at its
 held out); ``--untrained`` adds the first run's architecture at its random initialisation.
 
     python benchmarks/factor_capture.py runs/cpu_budget/tiny-cpu-seed0 runs/cpu_budget/betavae-seed0 \
-        --untrained --out benchmarks/results/factor_capture.json --plot docs/factor_capture.png
+        --labels "EncDiff (tiny-cpu)" beta-VAE --untrained \
+        --out benchmarks/results/factor_capture.json --plot docs/factor_capture.png
 
 "captured" = (accuracy - chance) / (1 - chance), chance = 1 / the factor's number of values:
 0 means the units say nothing about the factor, 1 that they predict it perfectly.
@@ -95,6 +96,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories")
+    parser.add_argument("--labels", nargs="+", help="legend names, one per run (default: directory names)")
     parser.add_argument("--untrained", action="store_true", help="add the first run at random init")
     parser.add_argument("--num", type=int, default=6000, help="images (2/3 fit, 1/3 held out)")
     parser.add_argument("--seed", type=int, default=0)
@@ -103,16 +105,22 @@ def main() -> None:
     args = parser.parse_args()
     if args.num < 30:
         parser.error(f"--num must be >= 30, got {args.num}")
+    labels = args.labels or [Path(r).name for r in args.runs]
+    if len(labels) != len(args.runs):
+        parser.error(f"--labels needs one name per run ({len(args.runs)}), got {len(labels)}")
 
-    jobs = [(Path(r).name, Path(r), lambda r=r: load_run(r)) for r in args.runs]
+    jobs = [(label, Path(r), lambda r=r: load_run(r)) for label, r in zip(labels, args.runs, strict=True)]
     if args.untrained:
         first = Path(args.runs[0])
-        jobs.insert(0, (f"{first.name} (untrained)", None, lambda: untrained_run(first)))
+        jobs.insert(0, (f"{labels[0]}, untrained", None, lambda: untrained_run(first)))
     rows = []
     for label, run_dir, load in jobs:
         row = {"label": label, "run": str(run_dir) if run_dir else args.runs[0]}
         row["step"] = checkpoint_step(run_dir) if run_dir else 0
-        row.update(factor_capture(load(), args.num, args.seed))
+        try:
+            row.update(factor_capture(load(), args.num, args.seed))
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {label}: {err}") from None
         rows.append(row)
         print(f"{label}: captured {row['captured']}", flush=True)
     if len({tuple(r["factors"]) for r in rows}) > 1:
