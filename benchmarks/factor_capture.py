@@ -2,9 +2,10 @@
 factor sits in its single most important unit.
 
 DCI informativeness is one mean over factors; this script splits it, to say *what* a small budget
-has and has not learnt (colours before geometry, say). Each run is scored at its latest checkpoint
-(EMA weights) with the fast estimator (LightGBM, two thirds of ``--num`` images to fit, one third
-held out); ``--untrained`` adds the first run's architecture at its random initialisation.
+has and has not learnt (colours before geometry, say). Each run is scored at its latest checkpoint,
+or at step k when given as ``RUN@k`` (EMA weights), with the fast estimator (LightGBM, two thirds
+of ``--num`` images to fit, one third held out); ``--untrained`` adds the first run's architecture
+at its random initialisation.
 
     python benchmarks/factor_capture.py runs/cpu_budget/tiny-cpu-seed0 runs/cpu_budget/betavae-seed0 \
         --labels "EncDiff (tiny-cpu)" beta-VAE --untrained \
@@ -51,9 +52,22 @@ def factor_capture(run: Run, num: int, seed: int) -> dict:
     }
 
 
-def checkpoint_step(run_dir: Path) -> int | None:
-    found = checkpoints(run_dir)
-    return found[-1][0] if found else None
+def parse_run(spec: str) -> tuple[Path, int | None]:
+    """``RUN`` (its latest checkpoint) or ``RUN@k`` (its checkpoint at step k) -> (dir, step)."""
+    path, _, step = spec.rpartition("@")
+    if path and step.isdigit():
+        return Path(path), int(step)
+    return Path(spec), None
+
+
+def checkpoint_at(run_dir: Path, step: int | None) -> tuple[int | None, Path | None]:
+    """(step, checkpoint directory) of the latest checkpoint, or of step ``step``."""
+    found = dict(checkpoints(run_dir))
+    if step is None:
+        return (max(found), found[max(found)]) if found else (None, None)
+    if step not in found:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint at step {step} (it has {sorted(found)})")
+    return step, found[step]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -95,7 +109,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="run directories")
+    parser.add_argument("runs", nargs="+", help="run directories, RUN@k for the checkpoint at step k")
     parser.add_argument("--labels", nargs="+", help="legend names, one per run (default: directory names)")
     parser.add_argument("--untrained", action="store_true", help="add the first run at random init")
     parser.add_argument("--num", type=int, default=6000, help="images (2/3 fit, 1/3 held out)")
@@ -105,20 +119,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.num < 30:
         parser.error(f"--num must be >= 30, got {args.num}")
-    labels = args.labels or [Path(r).name for r in args.runs]
+    specs = [parse_run(r) for r in args.runs]
+    labels = args.labels or [r.replace("/", " ").split()[-1] for r in args.runs]
     if len(labels) != len(args.runs):
         parser.error(f"--labels needs one name per run ({len(args.runs)}), got {len(labels)}")
 
-    jobs = [(label, Path(r), lambda r=r: load_run(r)) for label, r in zip(labels, args.runs, strict=True)]
+    jobs = [(label, run_dir, step) for label, (run_dir, step) in zip(labels, specs, strict=True)]
     if args.untrained:
-        first = Path(args.runs[0])
-        jobs.insert(0, (f"{labels[0]}, untrained", None, lambda: untrained_run(first)))
+        jobs.insert(0, (f"{labels[0]}, untrained", specs[0][0], 0))
     rows = []
-    for label, run_dir, load in jobs:
-        row = {"label": label, "run": str(run_dir) if run_dir else args.runs[0]}
-        row["step"] = checkpoint_step(run_dir) if run_dir else 0
+    for label, run_dir, step in jobs:
         try:
-            row.update(factor_capture(load(), args.num, args.seed))
+            if step == 0:
+                run = untrained_run(run_dir)
+            else:
+                step, checkpoint = checkpoint_at(run_dir, step)
+                run = load_run(run_dir, checkpoint=checkpoint)
+            row = {"label": label, "run": str(run_dir), "step": step}
+            row.update(factor_capture(run, args.num, args.seed))
         except (FileNotFoundError, ValueError) as err:
             raise SystemExit(f"error: {label}: {err}") from None
         rows.append(row)

@@ -40,3 +40,14 @@ def test_factor_capture_cli_writes_json_and_refuses_bad_labels(trained_tiny, tmp
     monkeypatch.setattr(sys, "argv", [*args[:2], "--labels", "a", "b"])
     with pytest.raises(SystemExit):
         script.main()
+
+
+def test_factor_capture_reads_a_chosen_checkpoint(trained_tiny):
+    script = load_script("factor_capture")
+    assert script.parse_run("runs/a@400") == (Path("runs/a"), 400)
+    assert script.parse_run("runs/a@b") == (Path("runs/a@b"), None)
+    step, path = script.checkpoint_at(trained_tiny.path, 4)
+    assert step == 4 and path.name == "step_4"
+    assert script.checkpoint_at(trained_tiny.path, None)[0] == 4
+    with pytest.raises(FileNotFoundError, match="no checkpoint at step 3"):
+        script.checkpoint_at(trained_tiny.path, 3)

@@ -96,9 +96,12 @@ class Run:
         return self.data.sample(n, np.random.default_rng(seed))
 
 
-def load_run(run_dir: str | Path, weights: str = "ema", device: str = "cpu") -> Run:
+def load_run(
+    run_dir: str | Path, weights: str = "ema", device: str = "cpu", checkpoint: str | Path | None = None
+) -> Run:
+    """A run at its latest checkpoint, or at ``checkpoint`` (a ``step_<k>`` directory)."""
     config = load_run_config(run_dir)
-    model = load_model(run_dir, weights=weights, device=device)
+    model = load_model(run_dir, checkpoint, weights=weights, device=device)
     data = make_dataset(config.data.name, config.data.path, config.data.resolution)
     return Run(Path(run_dir), config, model, data)
 
