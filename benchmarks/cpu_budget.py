@@ -139,7 +139,8 @@ def plot(args: argparse.Namespace) -> None:
     keys = ("factor_vae", "dci_disentanglement", "mig")
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), constrained_layout=True)
     names = sorted({c["name"] for c in curves})
-    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    palette = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
+    colours = {n: palette(i % palette.N) for i, n in enumerate(names)}
     for ax, key in zip(axes, keys, strict=True):
         labelled = set()
         for c in curves:

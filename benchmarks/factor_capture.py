@@ -126,7 +126,7 @@ def main() -> None:
 
     jobs = [(label, run_dir, step) for label, (run_dir, step) in zip(labels, specs, strict=True)]
     if args.untrained:
-        jobs.insert(0, (f"{labels[0]}, untrained", specs[0][0], 0))
+        jobs.insert(0, (f"untrained ({specs[0][0].name})", specs[0][0], 0))
     rows = []
     for label, run_dir, step in jobs:
         try:
