@@ -12,7 +12,8 @@ LOSSES = ("l1", "mse")
 # "none": the paper's plain epsilon loss. "truncated_snr" (Salimans & Ho 2022): the error is
 # measured in x0 space where the signal-to-noise ratio is below 1 (high noise) and in epsilon space
 # above it. At high noise an epsilon error hides a large x0 error, so the plain loss gives the
-# tokens, which only matter there, a weak gradient; this weighting undoes that.
+# tokens, which only matter there, a weak gradient; this weighting is meant to undo that. On a
+# small CPU budget it learnt slower than the plain loss (docs/small_budget.md).
 WEIGHTINGS = ("none", "truncated_snr")
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> eps prediction
