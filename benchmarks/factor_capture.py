@@ -24,19 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from diffdrl.api import Run, encode_images, load_run, untrained_run
-from diffdrl.metrics.dci import dci_from_codes
+from diffdrl.api import Run, load_run, untrained_run
 from diffdrl.training.checkpoint import atomic_write_text, checkpoints
+from diffdrl.viz.unit_factor import unit_factor_dci
 
 
 def factor_capture(run: Run, num: int, seed: int) -> dict:
     """Per-factor held-out accuracy, chance-corrected capture and top-unit share of one run."""
-    factors, images = run.sample(num, seed)
-    units = encode_images(run.model, images)
-    split = 2 * num // 3
-    result = dci_from_codes(
-        units[:split], factors[:split], units[split:], factors[split:], importance="lightgbm"
-    )
+    result = unit_factor_dci(run, num, seed)
     chance = 1.0 / np.asarray(run.data.factor_sizes, dtype=np.float64)
     captured = (result.accuracy_test - chance) / (1.0 - chance)
     importance = result.importance_matrix  # (K, F), columns sum to 1 where the factor was fitted

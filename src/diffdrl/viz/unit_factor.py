@@ -7,22 +7,26 @@ from pathlib import Path
 import numpy as np
 
 from diffdrl.api import Run, encode_images
-from diffdrl.metrics.dci import dci_from_codes
+from diffdrl.metrics.dci import DCIResult, dci_from_codes
 from diffdrl.viz.grid import panels, save_figure
 
 
-def unit_factor_importance(run: Run, num: int = 3000, seed: int = 0) -> np.ndarray:
-    """(N, F) DCI importances of the run's units for its dataset's factors, from ``num`` samples
-    (two thirds to fit, one third held out), with the fast LightGBM-gain estimator (non-canonical;
-    for labelling and pictures, not for reporting scores). A unit of several coordinates
-    (EncDiff-V's token) gets the sum of its coordinates' importances (gains add up)."""
+def unit_factor_dci(run: Run, num: int = 3000, seed: int = 0) -> DCIResult:
+    """DCI of the run's units for its dataset's factors, from ``num`` samples (two thirds to fit,
+    one third held out), with the fast LightGBM-gain estimator (non-canonical; for labelling,
+    pictures and diagnostics, not for reporting scores)."""
     factors, images = run.sample(num, seed)
     units = encode_images(run.model, images)  # (num, K)
     split = 2 * num // 3
-    result = dci_from_codes(
+    return dci_from_codes(
         units[:split], factors[:split], units[split:], factors[split:], importance="lightgbm"
     )
-    importance = result.importance_matrix  # (K, F)
+
+
+def unit_factor_importance(run: Run, num: int = 3000, seed: int = 0) -> np.ndarray:
+    """(N, F) DCI importances of the run's units (``unit_factor_dci``). A unit of several
+    coordinates (EncDiff-V's token) gets the sum of its coordinates' importances (gains add up)."""
+    importance = unit_factor_dci(run, num, seed).importance_matrix  # (K, F)
     n = run.config.model.units
     return importance.reshape(n, -1, importance.shape[1]).sum(1)  # (N, F)
 
