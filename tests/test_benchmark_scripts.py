@@ -22,11 +22,12 @@ def test_factor_capture_reports_every_factor(trained_tiny):
     capture = load_script("factor_capture").factor_capture(trained_tiny, num=300, seed=0)
     names = list(trained_tiny.data.factor_names)
     assert capture["factors"] == names
-    for key in ("accuracy", "chance", "captured", "top_unit_share"):
+    for key in ("accuracy", "chance", "captured", "top_unit_share", "top_unit"):
         assert len(capture[key]) == len(names)
     assert np.allclose(capture["chance"], 1 / np.array(trained_tiny.data.factor_sizes), atol=1e-4)
     assert all(0 <= s <= 1 for s in capture["top_unit_share"])
     assert all(c <= 1 for c in capture["captured"])
+    assert all(0 <= u < trained_tiny.config.model.units for u in capture["top_unit"])
 
 
 def test_factor_capture_cli_writes_json_and_refuses_bad_labels(trained_tiny, tmp_path, monkeypatch):
