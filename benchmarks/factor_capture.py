@@ -28,7 +28,7 @@ import numpy as np
 
 from diffdrl.api import Run, load_run, untrained_run
 from diffdrl.training.checkpoint import atomic_write_text, checkpoints
-from diffdrl.viz.unit_factor import unit_factor_dci
+from diffdrl.viz.unit_factor import per_unit, unit_factor_dci
 
 
 def factor_capture(run: Run, num: int, seed: int) -> dict:
@@ -36,7 +36,8 @@ def factor_capture(run: Run, num: int, seed: int) -> dict:
     result = unit_factor_dci(run, num, seed)
     chance = 1.0 / np.asarray(run.data.factor_sizes, dtype=np.float64)
     captured = (result.accuracy_test - chance) / (1.0 - chance)
-    importance = result.importance_matrix  # (K, F), columns sum to 1 where the factor was fitted
+    # (N, F), per unit not per coordinate (EncDiff-V's units have several); columns sum to 1 where fitted
+    importance = per_unit(result.importance_matrix, run.config.model.units)
     top_share = importance.max(0) / np.maximum(importance.sum(0), 1e-12)
     return {
         "factors": list(run.data.factor_names),

@@ -26,9 +26,12 @@ def unit_factor_dci(run: Run, num: int = 3000, seed: int = 0) -> DCIResult:
 def unit_factor_importance(run: Run, num: int = 3000, seed: int = 0) -> np.ndarray:
     """(N, F) DCI importances of the run's units (``unit_factor_dci``). A unit of several
     coordinates (EncDiff-V's token) gets the sum of its coordinates' importances (gains add up)."""
-    importance = unit_factor_dci(run, num, seed).importance_matrix  # (K, F)
-    n = run.config.model.units
-    return importance.reshape(n, -1, importance.shape[1]).sum(1)  # (N, F)
+    return per_unit(unit_factor_dci(run, num, seed).importance_matrix, run.config.model.units)
+
+
+def per_unit(importance: np.ndarray, units: int) -> np.ndarray:
+    """(K, F) coordinate importances -> (N, F) unit importances, summing each unit's coordinates."""
+    return importance.reshape(units, -1, importance.shape[1]).sum(1)
 
 
 def unit_order(importance: np.ndarray) -> np.ndarray:
