@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from diffdrl.api import Run, load_run, untrained_run
-from diffdrl.training.checkpoint import atomic_write_text, checkpoints
+from diffdrl.atomic import atomic_write_text
+from diffdrl.training.checkpoint import checkpoints
 from diffdrl.viz.unit_factor import per_unit, unit_factor_dci
 
 

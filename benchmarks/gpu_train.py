@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from diffdrl.training.checkpoint import atomic_write_text
+from diffdrl.atomic import atomic_write_text
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import Trainer
 

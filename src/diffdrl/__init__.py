@@ -1,9 +1,8 @@
 """diffdrl: unsupervised disentangled representation learning with diffusion models."""
 
-__version__ = "0.1.0"
-
-from diffdrl.api import load_model  # noqa: E402
-from diffdrl.training.config import Config, load_config  # noqa: E402
-from diffdrl.training.trainer import train  # noqa: E402
+from diffdrl.api import load_model
+from diffdrl.training.config import Config, load_config
+from diffdrl.training.trainer import train
+from diffdrl.version import __version__
 
 __all__ = ["Config", "load_config", "load_model", "train", "__version__"]

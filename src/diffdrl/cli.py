@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from diffdrl.atomic import atomic_write, atomic_write_text
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
@@ -66,10 +66,7 @@ def cmd_encode(args) -> None:
     arrays["units"] = encode_images(model, images, args.batch_size)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: np.savez(f, **arrays))
     print(f"wrote {out}: units {arrays['units'].shape}")
 
 
@@ -113,7 +110,7 @@ def cmd_evaluate(args) -> None:
 
     from diffdrl.api import evaluate_run, load_run, untrained_run
     from diffdrl.metrics import format_table
-    from diffdrl.training.checkpoint import atomic_write_text, latest_checkpoint
+    from diffdrl.training.checkpoint import latest_checkpoint
 
     run = untrained_run(args.run) if args.untrained else load_run(args.run, weights=args.weights)
     metrics = args.metrics.split(",") if args.metrics else None

@@ -9,13 +9,14 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from diffdrl.data import make_dataset
+from diffdrl.models import registry
 from diffdrl.training import batches, hardware
 from diffdrl.training.batches import HostImages, RenderedImages, ResidentImages, image_source
 from diffdrl.training.checkpoint import load_checkpoint
 from diffdrl.training.config import ConfigError
 from diffdrl.training.ema import EMA
 from diffdrl.training.hardware import resolve_precision
-from diffdrl.training.trainer import Trainer, build_model, lr_at, train
+from diffdrl.training.trainer import Trainer, lr_at, train
 
 
 def same_checkpoints(a, b) -> None:
@@ -86,7 +87,8 @@ def test_channels_last_on_cpu_trains(tiny_config, tmp_path):
 
 
 def test_denoiser_attention_runs_through_pytorch_sdpa(tiny_config, monkeypatch):
-    model = build_model(tiny_config())
+    config = tiny_config()
+    model = registry.build(config.model, config.data.resolution, seed=config.train.seed)
     processors = model.denoiser.unet.attn_processors
     assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors.values())
     calls = []
@@ -127,7 +129,8 @@ def test_lr_scaling(tiny_config, tmp_path):
 
 
 def test_ema_foreach_equals_the_per_tensor_update(tiny_config):
-    model = build_model(tiny_config())
+    config = tiny_config()
+    model = registry.build(config.model, config.data.resolution, seed=config.train.seed)
     ema = EMA(model, 0.99)
     reference = {k: v.clone() for k, v in ema.state_dict().items()}
     for step in range(3):

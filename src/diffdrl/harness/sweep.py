@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffdrl.api import evaluate_run, load_run
-from diffdrl.training.checkpoint import atomic_write_text, latest_checkpoint
+from diffdrl.atomic import atomic_write_text
+from diffdrl.training.checkpoint import latest_checkpoint
 from diffdrl.training.config import load_config, preset_names
+from diffdrl.training.runs import evaluate_run, load_run
 from diffdrl.training.trainer import train
 
 ENCDIFF = "encdiff"  # the method that is the base preset itself

@@ -16,14 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from diffdrl.training.checkpoint import atomic_write_text
+from diffdrl.atomic import atomic_write, atomic_write_text
 
 # The headline scores: FactorVAE score, DCI disentanglement / completeness / informativeness, MIG.
 DEFAULT_SCORES = (
@@ -304,9 +303,7 @@ def plot(rows: Sequence[Row], keys: Sequence[str], path: str | Path) -> Path:
     figure.suptitle("mean ± sample std (ddof=1) over seeds; dots: seeds", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    figure.savefig(tmp, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: figure.savefig(f, format="png", bbox_inches="tight"))
     return path
 
 

@@ -30,8 +30,13 @@ MODELS: dict[str, tuple[type, type]] = {
 }
 
 
-def build(config, resolution: int, channels: int = 3):
-    """The (freshly initialised) model a model config describes."""
+def build(config, resolution: int, channels: int = 3, seed: int | None = None):
+    """The (freshly initialised) model a model config describes; ``seed`` (``train.seed``) fixes its
+    initial weights, so a run's untrained baseline is the same network it started from."""
     if config.name not in MODELS:
         raise ValueError(f"model.name must be one of {tuple(MODELS)}, got {config.name!r}")
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
     return MODELS[config.name][1](config, resolution, channels)

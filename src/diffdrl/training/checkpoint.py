@@ -22,14 +22,6 @@ TENSOR_FILES = ("model", "ema", "optimizer")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see a partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every complete checkpoint in a run, oldest first."""
     root = Path(run_dir) / "checkpoints"

@@ -47,8 +47,8 @@ class SideJobs:
 
     def evaluate_metrics(self) -> dict:
         """The configured disentanglement metrics of the EMA model (what ``load_model`` returns)."""
-        from diffdrl.api import representation
         from diffdrl.metrics import evaluate
+        from diffdrl.models.representation import representation
 
         tc = self.config.train
         scores = evaluate(

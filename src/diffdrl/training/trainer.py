@@ -34,7 +34,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from diffdrl import __version__
+from diffdrl.atomic import atomic_write_text
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.models import registry
@@ -46,7 +46,6 @@ from diffdrl.training.batches import (
     step_seed,
 )
 from diffdrl.training.checkpoint import (
-    atomic_write_text,
     latest_checkpoint,
     load_checkpoint,
     optimizer_from_tensors,
@@ -57,6 +56,7 @@ from diffdrl.training.config import Config, dump_config
 from diffdrl.training.ema import EMA
 from diffdrl.training.hardware import autocast, resolve_precision, sync_batchnorm, use_tf32
 from diffdrl.training.side_jobs import SideJobs
+from diffdrl.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,6 @@ class TrainResult:
     loss: float | None
     checkpoint: Path | None
 
-
-def build_model(config: Config) -> torch.nn.Module:
-    """The model a config describes (``model.name``), freshly initialised from ``train.seed``."""
-    torch.manual_seed(config.train.seed)
-    return registry.build(config.model, config.data.resolution)
 
 
 def lr_at(step: int, config: Config) -> float:
@@ -139,7 +134,7 @@ class Trainer(SideJobs):
             unknown = [m for m in tc.metrics if m not in METRICS]
             if unknown:
                 raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
-        model = build_model(config).to(self.device)
+        model = registry.build(config.model, config.data.resolution, seed=config.train.seed).to(self.device)
         model, batchnorm_note = sync_batchnorm(model, self.device, self.world)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
-from diffdrl.api import tokens_unavailable
 from diffdrl.data.ground_truth import to_model_input
+from diffdrl.models.representation import tokens_unavailable
 from diffdrl.viz.grid import panels, save_figure
 from diffdrl.viz.render import can_sample, resolve_sampling
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffdrl.api import has_tokens
+from diffdrl.models.representation import has_tokens
 
 GRID_SAMPLING = {"sampler": "ddim", "steps": 50, "eta": 0.0}  # deterministic: rows differ by units only
 RECONSTRUCTION_ETA = 1.0  # EncDiff samples with eta 1 (what the tokens alone carry)

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.api import Run, encode_images
-from diffdrl.training.checkpoint import atomic_write_text
+from diffdrl.atomic import atomic_write_text
+from diffdrl.models.representation import encode_images
 from diffdrl.training.config import dump_config
+from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
 from diffdrl.viz.grid import panels, save_figure, save_grid, to_uint8
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from diffdrl.api import Run, encode_tokens, tokens_unavailable
+from diffdrl.models.representation import encode_tokens, tokens_unavailable
+from diffdrl.training.runs import Run
 from diffdrl.viz.grid import panels, save_figure
 from diffdrl.viz.unit_factor import unit_factor_importance
 

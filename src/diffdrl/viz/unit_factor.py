@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffdrl.api import Run, encode_images
 from diffdrl.metrics.dci import DCIResult, dci_from_codes
+from diffdrl.models.representation import encode_images
+from diffdrl.training.runs import Run
 from diffdrl.viz.grid import panels, save_figure
 
 

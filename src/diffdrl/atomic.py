@@ -1,0 +1,43 @@
+"""Atomic file writes: a reader (or a kill) never sees a half-written file.
+
+Every write goes to a hidden temporary file beside the target, is flushed, and is renamed over the
+target with ``os.replace`` (atomic on POSIX within one file system). On any error the temporary file
+is removed and the previous file, if any, is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden name beside ``path`` unique to this process, for writing before the rename."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(f)`` on a temporary binary file, then rename it to ``path``."""
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
