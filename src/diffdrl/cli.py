@@ -91,7 +91,7 @@ def cmd_datasets(args) -> None:
         ):
             print(f"  {name:<16} {size}")
         return
-    from diffdrl.data.preview import save_preview
+    from diffdrl.viz.dataset_preview import save_preview
     from diffdrl.viz.grid import save_grid
 
     out = Path(args.out or f"{args.name}.png")

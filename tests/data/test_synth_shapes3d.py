@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffdrl.data.preview import factor_preview_grid, save_preview
+from diffdrl.viz.dataset_preview import factor_preview_grid, save_preview
 from diffdrl.data.synth_shapes3d import SynthShapes3D
 
 # Smallest mean |pixel difference| (0..255 scale) between images of adjacent values of each

@@ -81,10 +81,10 @@ def test_batched_fit_equals_fitting_each_unit_alone():
     centers = torch.stack([CORNERS, CORNERS[[0, 1, 0, 1]], CORNERS[[2, 2, 2, 2]]])  # 4, 2 and 1 blobs
     x = blobs(centers, 400, std=0.02)
     config = AnchoringConfig(init_components=2, split_threshold=0.15)
-    together, info = fit_mixtures(x, config, first_tokens(3, 2))
+    together, info = fit_mixtures(x, config.fit_settings(), first_tokens(3, 2))
     assert together.active.sum(1).tolist() == [4, 2, 2] and info["splits"] == 2  # the 1-blob unit keeps 2
     for i in range(3):
-        alone, _ = fit_mixtures(x[i : i + 1], config, first_tokens(1, 2))
+        alone, _ = fit_mixtures(x[i : i + 1], config.fit_settings(), first_tokens(1, 2))
         assert torch.equal(alone.active[0], together.active[i])
         keep = alone.active[0]
         torch.testing.assert_close(alone.means[0, keep], together.means[i, keep], atol=1e-5, rtol=0)
@@ -120,7 +120,7 @@ def test_split_rounds_are_capped(max_splits, max_components, expected):
         init_components=1, max_components=max_components, max_splits=max_splits, split_threshold=0.15,
         min_cluster_size=0, em_iterations=10,
     )  # fmt: skip
-    mix, info = fit_mixtures(x, config, first_tokens(1, 1))
+    mix, info = fit_mixtures(x, config.fit_settings(), first_tokens(1, 1))
     assert int(mix.active.sum()) == expected and info["splits"] == expected - 1
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from diffdrl.models.mixture import Mixture, _identity_scales, _Whitener, fit_mixtures
+from diffdrl.models.mixture import FitSettings, Mixture, Whitener, fit_mixtures, identity_scales
 
 COVARIANCES = ("full", "diag")
 LAMBDA_MODES = ("published", "fixed")
@@ -66,6 +66,10 @@ class AnchoringConfig:
     fixed_lambda: float = 0.1
     refit_every: int = 1000  # training steps (the paper refits every epoch: ~940 steps on Shapes3D)
     max_fit_tokens: int = 100_000  # the paper fits on all images up to 100k, else a random 10%
+
+    def fit_settings(self) -> FitSettings:
+        """The subset of these settings that the mixture fit reads."""
+        return FitSettings(**{f: getattr(self, f) for f in FitSettings.__dataclass_fields__})
 
     def __post_init__(self):
         if self.covariance not in COVARIANCES:
@@ -105,7 +109,7 @@ class GaussianAnchors(nn.Module):
         # Saved in checkpoints only when anchoring is on: a plain EncDiff carries no mixture state.
         keep = config.enabled
         self.register_buffer("means", means, persistent=keep)  # normalised space
-        scales = _identity_scales(means, config.covariance == "full").contiguous()
+        scales = identity_scales(means, config.covariance == "full").contiguous()
         self.register_buffer("scales", scales, persistent=keep)
         self.register_buffer("weights", torch.zeros(n, k), persistent=keep)
         self.register_buffer("active", torch.zeros(n, k, dtype=torch.bool), persistent=keep)
@@ -152,7 +156,7 @@ class GaussianAnchors(nn.Module):
         x = (c - high[:, None, None]) / span[:, None, None]
         draws = torch.rand(n, x.shape[1], generator=generator, device=where).to(x.device)
         init_index = draws.topk(self.config.init_components, dim=1).indices  # distinct random tokens
-        mix, info = fit_mixtures(x, self.config, init_index, generator)
+        mix, info = fit_mixtures(x, self.config.fit_settings(), init_index, generator)
         for name, value in (("means", mix.means), ("scales", mix.scales), ("weights", mix.weights)):
             getattr(self, name).copy_(value)
         self.active.copy_(mix.active)
@@ -176,7 +180,7 @@ class GaussianAnchors(nn.Module):
         """Index (B, N) of each token's most likely active component."""
         if not self._is_fitted:
             raise RuntimeError("GaussianAnchors.assign needs a fitted mixture: call fit first")
-        _, log_p = _Whitener(self.mixture())(self.normalise(tokens).transpose(0, 1))  # (N, K, B)
+        _, log_p = Whitener(self.mixture())(self.normalise(tokens).transpose(0, 1))  # (N, K, B)
         return log_p.argmax(1).T
 
     def raw_means(self) -> Tensor:

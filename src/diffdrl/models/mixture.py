@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from diffdrl.models.anchoring import AnchoringConfig
 
 # elements of each (N, K, chunk, d) temporary of the E-step: cache-sized on CPU (measured fastest,
 # benchmarks/dyga_fit.py), large on accelerators where kernel launches dominate small chunks
 CHUNK_ELEMENTS = {"cpu": 2**19, "other": 2**25}
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What one refit needs: ``AnchoringConfig.fit_settings()`` makes it (its defaults and checks
+    live there, so this module does not depend on the anchoring module that depends on it)."""
+
+    covariance: str
+    max_components: int
+    max_splits: int
+    split_threshold: float
+    random_split: bool
+    min_cluster_size: float
+    em_iterations: int
+    reg_covar: float
 
 
 @dataclass
@@ -65,7 +75,7 @@ class _Sums:
     best: Tensor  # (N, M) the component with r > 0.5 of each token, -1 if none
 
 
-def _identity_scales(means: Tensor, full: bool) -> Tensor:
+def identity_scales(means: Tensor, full: bool) -> Tensor:
     if full:
         return torch.eye(means.shape[-1], dtype=means.dtype, device=means.device).expand(*means.shape, -1)
     return torch.ones_like(means)
@@ -75,10 +85,10 @@ def initial_mixture(x: Tensor, index: Tensor, full: bool) -> Mixture:
     """Means at tokens ``index`` (N, K) of x (N, M, d), identity covariances, equal weights."""
     means = x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))  # (N, K, d)
     k = index.shape[1]
-    return Mixture(means, _identity_scales(means, full), means.new_full(index.shape, 1 / k), index >= 0)
+    return Mixture(means, identity_scales(means, full), means.new_full(index.shape, 1 / k), index >= 0)
 
 
-class _Whitener:
+class Whitener:
     """x (N, c, d) -> y = L^-1 (x - mu) (N, K, c, d) for every component, and log w_k N(x | mu_k, Sigma_k)."""
 
     def __init__(self, mix: Mixture):
@@ -123,7 +133,7 @@ def _e_pass(
     sums = _Sums(zeros(n, k), zeros(n, k, d), second, zeros(n), zeros(n, k), zeros(n, k), best)
     budget = CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
     chunk = max(1, budget // (n * k * d))
-    whiten = _Whitener(mix)
+    whiten = Whitener(mix)
     for start in range(0, m, chunk):
         xc = x[:, start : start + chunk]  # (N, c, d)
         y, log_p = whiten(xc)  # (N, K, c, d), (N, K, c)
@@ -191,7 +201,7 @@ def em(x: Tensor, mix: Mixture, iterations: int, reg_covar: float, groups=None) 
     return mix
 
 
-def split(x: Tensor, mix: Mixture, config: AnchoringConfig, generator: torch.Generator | None = None):
+def split(x: Tensor, mix: Mixture, config: FitSettings, generator: torch.Generator | None = None):
     """One split round (step 3). Returns the new mixture and how many clusters were split."""
     n, k, d = mix.means.shape
     sums = _e_pass(x, mix, members=True)
@@ -256,7 +266,7 @@ def drop_small(x: Tensor, mix: Mixture, min_size: float) -> tuple[Mixture, int]:
 
 
 def fit_mixtures(
-    x: Tensor, config: AnchoringConfig, init_index: Tensor, generator=None
+    x: Tensor, config: FitSettings, init_index: Tensor, generator=None
 ) -> tuple[Mixture, dict]:
     """Steps 2-4 on normalised tokens x (N, M, d) from initial means at tokens ``init_index`` (N, K0).
     Returns mixtures padded to ``max_components`` and counts of what happened."""
