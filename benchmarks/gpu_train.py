@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 
 from diffdrl.atomic import atomic_write_text
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import Trainer
 
@@ -91,7 +92,7 @@ def flops_per_image(trainer: Trainer) -> float:
         2, 3, trainer.config.data.resolution, trainer.config.data.resolution, device=trainer.device
     )
     with FlopCounterMode(display=False) as counter, trainer.autocast():
-        model(x, generator=torch.Generator(trainer.device).manual_seed(0)).backward()
+        model(x, draws=StepDraws.seeded(0, len(x), trainer.device)).backward()
     return counter.get_total_flops() / 2
 
 

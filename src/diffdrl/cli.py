@@ -11,7 +11,9 @@ import numpy as np
 from diffdrl.atomic import atomic_write, atomic_write_text
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_pictures import add_picture_commands, read_images
+from diffdrl.models.representation import REPRESENTATIONS
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
+from diffdrl.training.runs import WEIGHTS
 
 
 def _config_for_train(args):
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=10_000, help="dataset samples to encode (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("datasets", help="list datasets, show their factors, or preview them")
@@ -175,12 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated (default: all that apply)")
     add_metric_protocol_argument(p, "--preset")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.add_argument("--untrained", action="store_true", help="evaluate the architecture at random init")
     p.add_argument(
         "--representation",
-        choices=("units", "tokens"),
-        default="units",
+        choices=REPRESENTATIONS,
+        default=REPRESENTATIONS[0],
         help="units: encoder scalars (EncDiff); tokens: PCA-1 of each (anchored) token (DyGA)",
     )
     p.add_argument("--out", help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS
+
 
 def _names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -87,8 +89,8 @@ def add_metric_protocol_argument(parser: argparse.ArgumentParser, flag: str) -> 
     """The metric protocol choice, shared by ``evaluate`` and ``sweep`` so both mean the same."""
     parser.add_argument(
         flag,
-        choices=("canonical", "fast"),
-        default="canonical",
+        choices=tuple(PRESETS),
+        default=DEFAULT_PRESET,
         help="canonical = disentanglement_lib's protocol (default); fast = fewer samples, LightGBM DCI",
     )
 

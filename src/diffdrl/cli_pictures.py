@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, SAMPLERS
+from diffdrl.training.runs import WEIGHTS
+from diffdrl.viz.render import RECONSTRUCTION_ETA
+
 
 def read_images(path: Path) -> np.ndarray:
     """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never unpickled)."""
@@ -185,8 +189,12 @@ def add_picture_commands(sub) -> None:
         p.add_argument("--out", help="output PNG (default: RUN/samples/<name>.png)")
         p.add_argument("--seed", type=int, default=0)
         if samples:  # commands that render images through a sampler
-            p.add_argument("--steps", type=int, help="sampler steps of a diffusion model (default 50)")
-        p.add_argument("--weights", choices=("ema", "model"), default="ema")
+            p.add_argument(
+                "--steps",
+                type=int,
+                help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
+            )
+        p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
         p.set_defaults(func=func)
         return p
 
@@ -211,10 +219,12 @@ def add_picture_commands(sub) -> None:
     p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
     p.add_argument("--num", type=int, default=8)
     p.add_argument(
-        "--sampler", choices=("ddpm", "ddim", "dpm++", "unipc"), help="diffusion models (default ddim)"
+        "--sampler", choices=tuple(SAMPLERS), help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
     )
     p.add_argument(
-        "--eta", type=float, help="DDIM stochasticity of a diffusion model (default 1, as EncDiff samples)"
+        "--eta",
+        type=float,
+        help=f"DDIM stochasticity of a diffusion model (default {RECONSTRUCTION_ETA:g}, as EncDiff samples)",
     )
     p.add_argument(
         "--inception", help="TorchScript/.pt2 Inception feature network: adds FID (use --num >= 2000)"

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffdrl.viz.dataset_preview import factor_preview_grid, save_preview
 from diffdrl.data.synth_shapes3d import SynthShapes3D
+from diffdrl.viz.dataset_preview import factor_preview_grid, save_preview
 
 # Smallest mean |pixel difference| (0..255 scale) between images of adjacent values of each
 # factor, at 32 x 32. Hues recolour whole regions; scale and orientation move only the

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.diffusion.loss import epsilon_loss, snr_weight
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig
 
@@ -27,11 +28,17 @@ def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
     """At a step with SNR < 1 the weighted epsilon error equals the error of the implied x0."""
     sched = NoiseSchedule(ScheduleConfig(high_noise_bias=1e6))  # every draw at t = T - 1
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
-    gen = torch.Generator().manual_seed(0)
-    loss = epsilon_loss(constant_denoiser(0.3), x0, sched, kind, gen, "truncated_snr")
-    gen = torch.Generator().manual_seed(0)
-    t = sched.sample_timesteps(4, x0.device, gen)
-    eps = torch.randn(x0.shape, generator=gen)
+    loss = epsilon_loss(
+        constant_denoiser(0.3),
+        x0,
+        schedule=sched,
+        kind=kind,
+        draws=StepDraws.seeded(0, 4),
+        weighting="truncated_snr",
+    )
+    draws = StepDraws.seeded(0, 4)
+    t = sched.sample_timesteps(draws)
+    eps = torch.randn(x0.shape, generator=draws.generator)
     assert torch.all(t == sched.timesteps - 1)
     x_t = sched.q_sample(x0, t, eps)
     a = sched.alpha_bar[-1]
@@ -43,14 +50,14 @@ def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
 def test_unweighted_loss_is_unchanged_and_unknown_weightings_are_refused():
     sched = NoiseSchedule(ScheduleConfig())
     x0 = torch.zeros(2, 3, 4, 4)
-    plain = epsilon_loss(constant_denoiser(0.0), x0, sched, "mse", torch.Generator().manual_seed(3))
+    plain = epsilon_loss(constant_denoiser(0.0), x0, schedule=sched, kind="mse", draws=StepDraws.seeded(3, 2))
     eps = torch.randn(x0.shape, generator=_after_timesteps(sched, 3))
     assert plain.item() == pytest.approx(eps.square().mean().item())
     with pytest.raises(ValueError, match="weighting must be one of"):
-        epsilon_loss(constant_denoiser(0.0), x0, sched, "l1", None, "min_snr")
+        epsilon_loss(constant_denoiser(0.0), x0, schedule=sched, weighting="min_snr")
 
 
 def _after_timesteps(sched: NoiseSchedule, seed: int) -> torch.Generator:
-    gen = torch.Generator().manual_seed(seed)
-    sched.sample_timesteps(2, torch.device("cpu"), gen)
-    return gen
+    draws = StepDraws.seeded(seed, 2)
+    sched.sample_timesteps(draws)
+    return draws.generator

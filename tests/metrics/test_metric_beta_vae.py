@@ -21,7 +21,8 @@ def test_random_codes_near_chance():
     assert abs(run(data, random_codes)["beta_vae_custom.eval_accuracy"] - 1 / data.num_factors) < 0.12
 
 
-def test_same_seed_same_result():
+def test_same_seed_same_result_and_other_seed_differs():
     data = CodeImages()
     random_codes = random_codes_for(data)
     assert run(data, random_codes, 3) == run(data, random_codes, 3)
+    assert run(data, random_codes, 3) != run(data, random_codes, 4)

@@ -20,7 +20,8 @@ import pytest
 import torch
 from torch import nn
 
-from diffdrl.training.batches import DATA_STREAM, batch_index, global_batch_draws, step_rng
+from diffdrl.diffusion.draws import StepDraws, step_draws
+from diffdrl.training.batches import DATA_STREAM, batch_index, step_rng
 from diffdrl.training.checkpoint import checkpoints, load_checkpoint
 from diffdrl.training.config import Config, from_dict, to_dict
 from diffdrl.training.hardware import sync_batchnorm
@@ -41,32 +42,33 @@ def test_ranks_share_one_global_batch_of_indices():
         batch_index(1000, 10, seed=3, step=7, world=3)
 
 
-def draws(generator: torch.Generator, b: int) -> list[torch.Tensor]:
-    """The draws of a training step, written in each form models use."""
-    return [
-        torch.randint(0, 50, (b,), generator=generator),
-        torch.rand(b, generator=generator, dtype=torch.float64),
-        torch.randn((b, 3, 4, 4), generator=generator),
-        torch.randn(b, 5, generator=generator),
-        torch.randint(9, size=(b, 2), generator=generator),
-        torch.randn(7, generator=generator),  # not batch-shaped: shared, as in one process
-    ]
+def test_each_rank_draws_its_slice_of_the_global_batch():
+    """Three processes with 2 rows each draw exactly the rows one process draws for 6."""
 
+    def all_draws(d: StepDraws) -> list[torch.Tensor]:
+        shared = torch.randn(7, generator=d.generator)  # not per sample: the same on every rank
+        return [d.integers(0, 50), d.uniform(dtype=torch.float64), d.normal(3, 4, 4), d.normal(5), shared]
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_each_rank_draws_its_slice_of_the_global_batch(compiled):
-    fn = torch.compile(draws, backend="eager") if compiled else draws
-    whole = draws(torch.Generator().manual_seed(5), 6)
-    parts = []
-    for rank in range(3):
-        gen = torch.Generator().manual_seed(5)
-        with global_batch_draws(gen, rank, 3, 2):
-            parts.append(fn(gen, 2))
-            other = torch.randn(2, generator=torch.Generator().manual_seed(1))  # another generator
-        assert torch.equal(other, torch.randn(2, generator=torch.Generator().manual_seed(1)))
+    whole = all_draws(StepDraws.seeded(5, 6))
+    parts = [all_draws(StepDraws.seeded(5, 2, rank=rank, world=3)) for rank in range(3)]
     for i, expected in enumerate(whole[:-1]):
         assert torch.equal(torch.cat([p[i] for p in parts]), expected), i
     assert all(torch.equal(p[-1], whole[-1]) for p in parts)
+
+
+def test_a_draw_of_the_local_batch_size_is_not_mistaken_for_a_batch():
+    """A per-unit draw whose length happens to equal the local batch stays whole on every rank."""
+    one = StepDraws.seeded(5, 20)
+    ranks = [StepDraws.seeded(5, 20, rank=r, world=16) for r in range(2)]
+    coins = [torch.rand(20, generator=d.generator) for d in (one, *ranks)]  # 20 units, batch 20
+    assert torch.equal(coins[0], coins[1]) and torch.equal(coins[1], coins[2])
+
+
+def test_draws_refuse_a_batch_they_were_not_made_for():
+    with pytest.raises(ValueError, match="batch of 4"):
+        step_draws(StepDraws.seeded(0, 4), 5)
+    with pytest.raises(ValueError, match="rank"):
+        StepDraws.seeded(0, 4, rank=2, world=2)
 
 
 def test_batchnorm_becomes_sync_batchnorm_only_where_torch_can_sync():

@@ -9,6 +9,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from diffdrl.data import make_dataset
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.training import batches, hardware
 from diffdrl.training.batches import HostImages, RenderedImages, ResidentImages, image_source
@@ -96,7 +97,7 @@ def test_denoiser_attention_runs_through_pytorch_sdpa(tiny_config, monkeypatch):
     monkeypatch.setattr(
         torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
     )
-    model(torch.zeros(2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    model(torch.zeros(2, 3, 16, 16), draws=StepDraws.seeded(0, 2))
     assert len(calls) == len(processors)  # every self- and cross-attention, once
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from diffdrl.diffusion.schedule import NoiseSchedule
+from diffdrl.diffusion.draws import StepDraws, step_draws
+from diffdrl.diffusion.schedule import EpsModel, NoiseSchedule
 
 LOSSES = ("l1", "mse")
 # "none": the paper's plain epsilon loss. "truncated_snr" (Salimans & Ho 2022): the error is
@@ -16,33 +15,37 @@ LOSSES = ("l1", "mse")
 # small CPU budget it learnt slower than the plain loss (docs/small_budget.md).
 WEIGHTINGS = ("none", "truncated_snr")
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> eps prediction
-
 
 def epsilon_loss(
-    denoise: Denoiser,
+    eps_model: EpsModel,
     x0: torch.Tensor,
+    *,
     schedule: NoiseSchedule,
     kind: str = "l1",
-    generator: torch.Generator | None = None,
+    draws: StepDraws | None = None,
     weighting: str = "none",
 ) -> torch.Tensor:
-    """E_{t, eps ~ N(0, I)} w_t |eps - eps_theta(x_t, t)|  (L1 in the code, MSE in the paper), with
-    t ~ U{0..T-1} unless the schedule biases it towards high noise, and w_t = 1 unless
-    ``weighting`` says otherwise (``WEIGHTINGS``, ``snr_weight``).
+    """The simple diffusion loss (Ho et al. 2020, eq. 14; EncDiff eq. 3 with the concept tokens
+    closed over by ``eps_model``), one Monte Carlo sample of t and eps per image:
 
-    ``generator`` makes t and eps reproducible; it must live on ``x0``'s device.
+        1. t ~ p(t)                      uniform on {0..T-1}, or biased to high noise (``high_noise_bias``)
+        2. eps ~ N(0, I)
+        3. x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps                       (DDPM eq. 4)
+        4. loss = mean w_t |eps - eps_theta(x_t, t)|   (L1, the released code; MSE, the paper)
+
+    with w_t = 1 unless ``weighting`` says otherwise (``WEIGHTINGS``, ``snr_weight``). t and eps come
+    from ``draws`` (``diffusion.draws``: reproducible, and the same rows a single process would draw
+    when the batch is one process's slice); without it, from the global RNG.
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    b = x0.shape[0]
-    t = schedule.sample_timesteps(b, x0.device, generator)
-    eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    x_t = schedule.q_sample(x0, t, eps)
-    eps_hat = denoise(x_t, t).float()
-    err = eps_hat - eps
+    draws = step_draws(draws, x0.shape[0], x0.device)
+    t = schedule.sample_timesteps(draws).to(x0.device)  # 1. (B,)
+    eps = draws.normal(*x0.shape[1:], dtype=x0.dtype).to(x0.device)  # 2. (B, C, H, W)
+    x_t = schedule.q_sample(x0, t, eps)  # 3.
+    err = eps_model(x_t, t).float() - eps  # 4.
     if weighting == "none":
         return err.abs().mean() if kind == "l1" else err.square().mean()
     per_sample = (err.abs() if kind == "l1" else err.square()).flatten(1).mean(1)

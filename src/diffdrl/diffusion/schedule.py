@@ -10,10 +10,17 @@ alpha_bar_t = prod_{s<=t} alpha_s; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from diffdrl.diffusion.draws import StepDraws
+
+# The network as the schedule, the loss and the samplers see it: (x_t (B, C, H, W), t (B,)) -> eps
+# prediction; conditioning (tokens) is closed over by the caller.
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 SCHEDULES = ("linear", "sqrt_linear", "cosine", "sqrt")
 
@@ -85,14 +92,12 @@ class NoiseSchedule(torch.nn.Module):
     def timesteps(self) -> int:
         return self.config.timesteps
 
-    def sample_timesteps(
-        self, n: int, device: torch.device, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """n training timesteps (see ``ScheduleConfig.high_noise_bias``)."""
+    def sample_timesteps(self, draws: StepDraws) -> torch.Tensor:
+        """One training timestep per sample of ``draws``' batch (see ``ScheduleConfig.high_noise_bias``)."""
         bias, T = self.config.high_noise_bias, self.timesteps
         if bias == 0:
-            return torch.randint(0, T, (n,), device=device, generator=generator)
-        u = torch.rand(n, device=device, generator=generator, dtype=torch.float64)
+            return draws.integers(0, T)
+        u = draws.uniform(dtype=torch.float64)
         return (T * u ** (1.0 / (1.0 + bias))).long().clamp_(max=T - 1)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

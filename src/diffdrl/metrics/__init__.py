@@ -33,7 +33,7 @@ from diffdrl.metrics.factor_vae import factor_vae
 from diffdrl.metrics.mig import mig
 from diffdrl.metrics.modularity import modularity_explicitness
 from diffdrl.metrics.pca import PerUnitPCA, pca_per_unit
-from diffdrl.metrics.presets import PRESETS, preset_arguments
+from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS, preset_arguments
 from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, CachedRepresentation
 from diffdrl.metrics.sap import sap
 from diffdrl.metrics.tad import tad_infodiffusion, tad_nashae
@@ -77,7 +77,7 @@ def evaluate(
     represent: Callable[[np.ndarray], np.ndarray],
     metrics: list[str] | tuple[str, ...] | None = None,
     seed: int = 0,
-    preset: str = "canonical",
+    preset: str = DEFAULT_PRESET,
     progress: bool = True,
     *,
     overrides: dict[str, dict[str, object]] | None = None,

@@ -35,6 +35,7 @@ FAST: dict[str, dict[str, object]] = {
 }
 
 PRESETS: dict[str, dict[str, dict[str, object]]] = {"canonical": {}, "fast": FAST}
+DEFAULT_PRESET = "canonical"  # what a score means when nobody names a protocol: the papers'
 
 
 def protocol_defaults(metric: Callable) -> dict[str, object]:

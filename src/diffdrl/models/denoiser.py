@@ -41,7 +41,7 @@ class UNetShape:
     section: ClassVar[str] = "denoiser"
 
     channels: tuple[int, ...] = (64, 128, 256, 256)
-    cross_attention: tuple[bool, ...] = (True, True, True, False)
+    cross_attention: tuple[bool, ...] = (False, True, True, True)
     layers_per_block: int = 2
     heads: int = 8
     norm_groups: int = 32

@@ -34,6 +34,7 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2DCrossAttn
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models.denoiser import UNetShape
 from diffdrl.models.encdiff import image_batch
 from diffdrl.models.encoder import Encoder, EncoderConfig
@@ -171,9 +172,9 @@ class EncDec(nn.Module):
         return self.token_bank(units)  # (B, N, d)
 
     def forward(
-        self, x0: torch.Tensor, generator: torch.Generator | None = None, shuffle_tokens: bool = False
+        self, x0: torch.Tensor, draws: StepDraws | None = None, shuffle_tokens: bool = False
     ) -> torch.Tensor:
-        """Mean squared reconstruction error of a batch x0 in [-1, 1]; ``generator`` is accepted for
+        """Mean squared reconstruction error of a batch x0 in [-1, 1]; ``draws`` is accepted for
         the model contract and unused (the loss draws nothing). ``shuffle_tokens`` pairs each image
         with another's tokens (the trainer's token-reliance diagnostic)."""
         c = self.tokens(self.encoder(x0))  # (B, N, d)

@@ -4,8 +4,8 @@ Yang et al., "Diffusion Model with Cross Attention as an Inductive Bias for Dise
 NeurIPS 2024. The whole path, top to bottom:
 
     x0 (B, C, H, W) -> encoder -> s (B, N) -> token bank -> c (B, N, d) -> [anchors] -> c' (B, N, d)
-    t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
-    loss = |eps - eps_theta(x_t, t, c)|        (L1 as released; MSE as in the paper)
+    t ~ p(t), eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+    loss = |eps - eps_theta(x_t, t, c')|       (L1 as released; MSE as in the paper, eq. 3)
 
 | name here   | paper            |
 |-------------|------------------|
@@ -21,7 +21,7 @@ The paper's ablations are config values (presets ``*-adagn``, ``*-encdiffv``): A
 (``denoiser.conditioning``, see denoiser.py) and EncDiff-V (``token_bank.kind="vector"``): the
 encoder emits N d features, cut into the N tokens, so ``encode`` returns (B, N d), the flattened
 token vectors, and the metrics see those; each token's PCA-1, the paper's evaluation of EncDiff-V,
-is ``api.representation(model, kind="tokens", data=...)``.
+is ``representation(model, kind="tokens", data=...)`` (``models.representation``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import torch
 from torch import nn
 
 from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
-from diffdrl.diffusion.samplers import ddim_invert, sample
+from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
@@ -126,23 +127,24 @@ class EncDiff(nn.Module):
         return self.anchors(self.token_bank(units))  # (B, N, d)
 
     def forward(
-        self, x0: torch.Tensor, generator: torch.Generator | None = None, shuffle_tokens: bool = False
+        self, x0: torch.Tensor, draws: StepDraws | None = None, shuffle_tokens: bool = False
     ) -> torch.Tensor:
-        """The training loss for a batch x0 in [-1, 1].
+        """The training loss for a batch x0 (B, C, H, W) in [-1, 1]; ``draws`` holds the step's t and eps.
 
         ``shuffle_tokens`` pairs each image with another image's tokens: the rise in loss it
         causes measures how much the denoiser relies on the tokens (a cheap diagnostic).
         """
-        c = self.tokens(self.encoder(x0))  # (B, N, d)
+        s = self.encoder(x0)  # (B, N) units
+        c = self.anchors(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
         if shuffle_tokens:
             c = c.roll(1, dims=0)
         return epsilon_loss(
             lambda x_t, t: self.denoiser(x_t, t, c),
             x0,
-            self.schedule,
-            self.config.loss,
-            generator,
-            self.config.loss_weighting,
+            schedule=self.schedule,
+            kind=self.config.loss,
+            draws=draws,
+            weighting=self.config.loss_weighting,
         )
 
     loss = forward
@@ -158,9 +160,9 @@ class EncDiff(nn.Module):
     def generate(
         self,
         tokens: torch.Tensor,
-        sampler: str = "ddim",
-        steps: int = 50,
-        eta: float = 0.0,
+        sampler: str = DEFAULT_SAMPLING.sampler,
+        steps: int = DEFAULT_SAMPLING.steps,
+        eta: float = DEFAULT_SAMPLING.eta,
         seed: int = 0,
         x_T: torch.Tensor | None = None,
         batch_size: int = 256,
@@ -183,7 +185,11 @@ class EncDiff(nn.Module):
 
     @torch.no_grad()
     def invert(
-        self, x0: torch.Tensor, tokens: torch.Tensor, steps: int = 50, batch_size: int = 256
+        self,
+        x0: torch.Tensor,
+        tokens: torch.Tensor,
+        steps: int = DEFAULT_SAMPLING.steps,
+        batch_size: int = 256,
     ) -> torch.Tensor:
         """Deterministic DDIM inversion of images x0 (B, C, H, W) under their tokens: the x_T from
         which ``generate(tokens, 'ddim', steps, eta=0, x_T=...)`` retraces x0 (faithful edits)."""

@@ -3,7 +3,8 @@
 The model contract the trainer, the metrics and the pictures rely on:
 
 - ``Model(config, resolution, channels=3)``; ``config.units`` is the number of latent units;
-- ``forward(x0, generator=None) -> scalar loss`` for a float batch (B, C, H, W) in [-1, 1];
+- ``forward(x0, draws=None) -> scalar loss`` for a float batch (B, C, H, W) in [-1, 1], with the step's
+  per-sample random draws from ``draws`` (a ``diffusion.draws.StepDraws``);
 - ``encode(x) -> (B, K)`` units of float images or uint8 (B, H, W, C) (a VAE's posterior mean;
   K = N, or N d for EncDiff-V's vector tokens);
 - optional ``conditions_on_tokens = True`` and ``forward(..., shuffle_tokens=True)``: the trainer then

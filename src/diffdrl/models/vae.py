@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.draws import StepDraws, step_draws
 from diffdrl.models.vae_losses import bernoulli_nll, gaussian_kl, permute_dims, total_correlation
 
 
@@ -211,14 +212,16 @@ class VAE(nn.Module):
         """decode(encode(x)): images in [-1, 1] through the posterior mean (no sampling noise)."""
         return self.decode(self.encode(x))
 
-    def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss for a batch x0 in [-1, 1]; ``generator`` draws eps (and permutations)."""
+    def forward(self, x0: torch.Tensor, draws: StepDraws | None = None) -> torch.Tensor:
+        """The training loss for a batch x0 in [-1, 1]; ``draws`` holds eps per sample (and the
+        generator of FactorVAE's permutations)."""
         mu, logvar = self.posterior(x0)  # (B, N) each
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        draws = step_draws(draws, len(mu), mu.device)
+        eps = draws.normal(mu.shape[1]).to(mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps
         reconstruction = bernoulli_nll(self.decoder(z), x0).mean()
         kl = gaussian_kl(mu, logvar).mean()
-        regulariser, terms = self.regulariser(z, mu, logvar, kl, generator)
+        regulariser, terms = self.regulariser(z, mu, logvar, kl, draws.generator)
         self.last_terms = {
             k: v.detach() for k, v in {"reconstruction": reconstruction, "kl": kl, **terms}.items()
         }

@@ -6,7 +6,7 @@ with replacement, which for a ground-truth grid is uniform over factor states.
 
 With P processes, the global batch of k is drawn from (seed, k) alone and process r takes its
 r-th contiguous slice (``batch_index``); the timesteps and noise of the step are drawn for the
-global batch too (``global_batch_draws``), so P processes train what one process would.
+global batch too (``diffusion.draws.StepDraws``), so P processes train what one process would.
 
 Images come from one of three sources (``image_source``), all returning uint8 (B, H, W, C):
 ``HostImages`` asks the dataset on the CPU, in a background thread that renders or reads the
@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from torch.overrides import TorchFunctionMode
 from tqdm.auto import tqdm
 
 from diffdrl.data.ground_truth import GroundTruthDataset
@@ -173,41 +172,3 @@ class BatchStream:
                 yield step, pending.popleft().result()
             for future in pending:
                 future.cancel()
-
-
-# -- the step's random draws, for the global batch ---------------------------------------------
-
-
-class global_batch_draws(TorchFunctionMode):  # lower case: used as a context manager, like torch.no_grad
-    """Within this context, random tensors drawn from ``generator`` whose first dimension is the
-    local batch are drawn for the global batch and sliced to process ``rank``'s share.
-
-    Models draw their timesteps and noise as ``torch.randint/rand/randn(shape, generator=g)`` with
-    the batch first; every process seeds ``g`` alike and makes the same calls with the global
-    sizes, so process r gets exactly rows [r b, (r + 1) b) of what a single process would draw for
-    the whole batch. Draws of another shape are made whole, identical on every process, as one
-    process would share them across its batch. Other generators and the global RNG (dropout) are
-    untouched. Used only with several processes; a single process draws as before.
-    """
-
-    FUNCTIONS = (torch.randn, torch.rand, torch.randint)
-
-    def __init__(self, generator: torch.Generator, rank: int, world: int, local_batch: int):
-        super().__init__()
-        self.generator, self.rank, self.world, self.local = generator, rank, world, local_batch
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func not in self.FUNCTIONS or kwargs.get("generator") is not self.generator:
-            return func(*args, **kwargs)
-        if "size" in kwargs:
-            lead, size = args, kwargs.pop("size")
-        elif func is torch.randint:  # randint([low,] high, size)
-            lead, size = args[:-1], args[-1]
-        else:  # randn(B, ...) or randn((B, ...))
-            lead, size = (), args[0] if len(args) == 1 and not isinstance(args[0], int) else args
-        size = tuple(size)
-        if not size or size[0] != self.local:
-            return func(*lead, size, **kwargs)
-        drawn = func(*lead, (self.local * self.world, *size[1:]), **kwargs)
-        return drawn[self.rank * self.local : (self.rank + 1) * self.local]

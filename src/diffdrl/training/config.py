@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from diffdrl.metrics.presets import PRESETS
 from diffdrl.models.encdiff import EncDiffConfig
 from diffdrl.models.registry import MODELS
 
@@ -129,9 +130,9 @@ class TrainConfig:
             raise ValueError(f"train.time_budget_minutes must be >= 0, got {self.time_budget_minutes}")
         if self.metrics_every < 0:
             raise ValueError(f"train.metrics_every must be >= 0, got {self.metrics_every}")
-        if self.metrics_preset not in ("canonical", "fast"):
+        if self.metrics_preset not in PRESETS:
             raise ValueError(
-                f"train.metrics_preset must be 'canonical' or 'fast', got {self.metrics_preset!r}"
+                f"train.metrics_preset must be one of {tuple(PRESETS)}, got {self.metrics_preset!r}"
             )
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")

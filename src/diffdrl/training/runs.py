@@ -14,6 +14,7 @@ import torch
 
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import GroundTruthDataset
+from diffdrl.metrics.presets import DEFAULT_PRESET
 from diffdrl.models import registry
 from diffdrl.models.representation import representation
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -91,7 +92,7 @@ def untrained_run(run_dir: str | Path, device: str = "cpu") -> Run:
 def evaluate_run(
     run: Run,
     metrics: list[str] | None = None,
-    preset: str = "fast",
+    preset: str = DEFAULT_PRESET,
     seed: int = 0,
     progress: bool = True,
     kind: str = "units",

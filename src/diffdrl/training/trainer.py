@@ -22,7 +22,6 @@ and stored in every checkpoint's ``state.json`` under ``settings``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
@@ -37,11 +36,14 @@ from tqdm.auto import tqdm
 from diffdrl.atomic import atomic_write_text
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
+from diffdrl.training import side_jobs
 from diffdrl.training.batches import (
+    EVAL_STREAM,
     NOISE_STREAM,
     BatchStream,
-    global_batch_draws,
+    batch_index,
     image_source,
     step_seed,
 )
@@ -55,7 +57,6 @@ from diffdrl.training.checkpoint import (
 from diffdrl.training.config import Config, dump_config
 from diffdrl.training.ema import EMA
 from diffdrl.training.hardware import autocast, resolve_precision, sync_batchnorm, use_tf32
-from diffdrl.training.side_jobs import SideJobs
 from diffdrl.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,6 @@ class TrainResult:
     step: int
     loss: float | None
     checkpoint: Path | None
-
 
 
 def lr_at(step: int, config: Config) -> float:
@@ -100,7 +100,14 @@ def _append_jsonl(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-class Trainer(SideJobs):
+class Trainer:
+    """One training run: builds the model, optimizer, EMA and image source a config describes (or
+    restores them from the run's latest checkpoint), then ``train`` runs the loop.
+
+    Each step k draws everything from seeds derived from (train.seed, k), so the state to resume is
+    the step and the tensors; with several processes each trains its slice of the global batch.
+    """
+
     def __init__(self, config: Config, run_dir: Path, resume: bool = False, progress: bool = True):
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
         tc = config.train
@@ -272,9 +279,49 @@ class Trainer(SideJobs):
         every = tc.metrics_every and self.step % tc.metrics_every == 0
         return bool(tc.metrics) and (every or self._finishing())
 
+    # -- side jobs (``training.side_jobs``) ------------------------------------------------------
+
+    def _model_input_at(self, index) -> torch.Tensor:
+        return self._to_input(self.images(index))
+
+    def evaluate(self) -> dict:
+        """The held-out loss (and token reliance) on the run's fixed evaluation batch."""
+        tc = self.config.train
+        x = self._model_input_at(batch_index(len(self.dataset), tc.eval_batch_size, tc.seed, 0, EVAL_STREAM))
+        row = side_jobs.held_out_loss(self.unwrapped, x, step_seed(tc.seed, 0, EVAL_STREAM), self.autocast)
+        return {"step": self.step, "train_seconds": self.train_seconds, **row}
+
+    def ema_model(self) -> torch.nn.Module:
+        return side_jobs.ema_copy(self.unwrapped, self.ema)
+
+    def evaluate_metrics(self) -> dict:
+        """The configured disentanglement metrics of the EMA model."""
+        tc = self.config.train
+        scores = side_jobs.disentanglement_scores(
+            self.ema_model(), self.dataset, tc.metrics, tc.seed, tc.metrics_preset
+        )
+        return {"step": self.step, "train_seconds": self.train_seconds, **scores}
+
+    def refit_anchors(self) -> dict:
+        tc = self.config.train
+        row = side_jobs.refit_anchors(
+            self.unwrapped,
+            self.ema,
+            self._model_input_at,
+            len(self.dataset),
+            tc.seed,
+            self.step,
+            tc.eval_batch_size,
+            self.progress and self.is_main,
+        )
+        return {"step": self.step, **row}
+
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
+        """Train from the current step to ``train.steps`` (or the time budget), logging, evaluating,
+        refitting anchors and checkpointing on their schedules; a non-finite loss stops it with
+        ``NonFiniteLossError`` and no new checkpoint."""
         tc = self.config.train
         from torch.utils.tensorboard import SummaryWriter
 
@@ -381,15 +428,12 @@ class Trainer(SideJobs):
         x = self._to_input(images)
         _set_lr(self.optimizer, step, self.config)
         torch.manual_seed(step_seed(tc.seed, step, NOISE_STREAM, self.rank))  # dropout and other global draws
-        # timesteps and noise: for the global batch, the same on every process (rank 0's seed)
-        gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, step, NOISE_STREAM))
-        draws = (
-            global_batch_draws(gen, self.rank, self.world, self.local_batch_size)
-            if self.world > 1
-            else contextlib.nullcontext()
+        # timesteps and noise: drawn for the global batch from one seed, this process's rows kept
+        draws = StepDraws.seeded(
+            step_seed(tc.seed, step, NOISE_STREAM), self.local_batch_size, self.device, self.rank, self.world
         )
-        with self.autocast(), draws:
-            loss = self.model(x, generator=gen)
+        with self.autocast():
+            loss = self.model(x, draws=draws)
         loss_value = float(loss.detach())
         if not torch.isfinite(loss.detach()):
             where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffdrl.diffusion.samplers import DEFAULT_SAMPLING
 from diffdrl.models.representation import has_tokens
 
-GRID_SAMPLING = {"sampler": "ddim", "steps": 50, "eta": 0.0}  # deterministic: rows differ by units only
 RECONSTRUCTION_ETA = 1.0  # EncDiff samples with eta 1 (what the tokens alone carry)
 
 
@@ -46,7 +46,7 @@ def resolve_sampling(
     steps: int | None = None,
     eta: float | None = None,
     *,
-    default_eta: float = GRID_SAMPLING["eta"],
+    default_eta: float = DEFAULT_SAMPLING.eta,
     **other,
 ) -> dict:
     """The sampling options with unset ones (None) at the pictures' defaults; ``{}`` for a model
@@ -61,13 +61,13 @@ def resolve_sampling(
             )
         return {}
     return {
-        "sampler": sampler or GRID_SAMPLING["sampler"],
-        "steps": GRID_SAMPLING["steps"] if steps is None else steps,
+        "sampler": sampler or DEFAULT_SAMPLING.sampler,
+        "steps": DEFAULT_SAMPLING.steps if steps is None else steps,
         "eta": default_eta if eta is None else eta,
     }
 
 
-def describe_sampling(model, sampler=None, steps=None, eta=None, *, default_eta=GRID_SAMPLING["eta"]) -> str:
+def describe_sampling(model, sampler=None, steps=None, eta=None, *, default_eta=DEFAULT_SAMPLING.eta) -> str:
     """A short caption of how the pictures are made with these options."""
     options = resolve_sampling(model, sampler, steps, eta, default_eta=default_eta)
     if not options:

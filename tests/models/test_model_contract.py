@@ -1,0 +1,76 @@
+"""Every registered model keeps the model contract (``models/registry.py``), at a tiny size."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from diffdrl.data import make_dataset
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.draws import StepDraws
+from diffdrl.models import registry
+from diffdrl.models.representation import encode_images, has_tokens, unit_width
+from diffdrl.training.config import load_config
+
+# each registry name -> a preset of that model and the overrides that make it tiny
+_VAE = ["model.units=3", "model.channels=[8,8]", "model.hidden=16"]
+_ENCDEC = [o.replace("model.denoiser.", "model.decoder.") for o in TINY if o.startswith("model.denoiser.")]
+TINY_MODELS = {
+    "encdiff": ("tiny-cpu", TINY),
+    "encdec": (
+        "tiny-cpu-encdec",
+        [*(o for o in TINY if "denoiser" not in o and "schedule" not in o), *_ENCDEC],
+    ),
+    "betavae": ("tiny-cpu-betavae", ["data.resolution=16", *_VAE]),
+    "betatcvae": ("tiny-cpu-betatcvae", ["data.resolution=16", *_VAE]),
+    "factorvae": (
+        "tiny-cpu-factorvae",
+        ["data.resolution=16", *_VAE, "model.discriminator_width=16", "model.discriminator_layers=2"],
+    ),
+}
+
+
+def test_every_registered_model_has_a_tiny_case():
+    assert set(TINY_MODELS) == set(registry.MODELS)
+
+
+@pytest.fixture(params=sorted(TINY_MODELS))
+def model_and_images(request):
+    preset, overrides = TINY_MODELS[request.param]
+    config = load_config(preset, list(overrides))
+    assert config.model.name == request.param
+    model = registry.build(config.model, config.data.resolution, seed=0)
+    images = make_dataset("synth-shapes3d", None, 16).sample(4, np.random.default_rng(0))[1]
+    return model, images
+
+
+def test_loss_is_a_finite_scalar_reproducible_from_its_draws(model_and_images):
+    model, images = model_and_images
+    x = to_model_input(images)
+    first = model(x, draws=StepDraws.seeded(1, len(x)))
+    assert first.dim() == 0 and torch.isfinite(first)
+    torch.testing.assert_close(model(x, draws=StepDraws.seeded(1, len(x))), first, rtol=0, atol=0)
+
+
+def test_loss_reaches_the_encoder(model_and_images):
+    model, images = model_and_images
+    model(to_model_input(images), draws=StepDraws.seeded(0, len(images))).backward()
+    grads = [p.grad for p in model.encoder.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_encode_takes_uint8_images_and_gives_one_row_per_image(model_and_images):
+    model, images = model_and_images
+    units = encode_images(model.eval(), images)
+    assert units.shape == (len(images), unit_width(model)) and units.dtype == np.float32
+    np.testing.assert_allclose(units[:2], encode_images(model, images[:2]), atol=1e-5)  # per image
+    if has_tokens(model):
+        tokens = model.tokens(torch.from_numpy(units))
+        assert tokens.shape[:2] == (len(images), model.config.units)
+
+
+def test_unknown_model_name_lists_the_valid_ones():
+    config = load_config("tiny-cpu").model
+    config.name = "nope"
+    with pytest.raises(ValueError, match="model.name must be one of .*encdiff"):
+        registry.build(config, 16)
