@@ -1,7 +1,10 @@
 """The table that ``benchmarks/gpu_check.sh`` prints last: every stage's status, the checks, the speed
 ladders, the time-to-quality curve and the issue's three targets, read from the output folder's JSON.
 
-    python benchmarks/gpu_summary.py OUT [--smoke]
+    python benchmarks/gpu_summary.py OUT [--smoke] [--plot docs/gpu_check.png]
+
+``--plot`` draws the ladders' images/s and the DCI curve; run it afterwards, on any machine, so the
+device run's output folder stays within the 8 files the device tool brings back.
 
 A missing or unreadable file shows as missing; nothing here measures anything.
 """
@@ -157,14 +160,64 @@ def summary(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def plot(out: Path, path: Path, smoke: bool) -> None:
+    """The ladders' images/s (bars, labelled with MFU) beside the DCI D curve, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ladders = [read_json(p) or {} for p in sorted(out.glob("gpu_train-*.json"))]
+    curves = [read_json(p) or {} for p in sorted(out.glob("gpu_quality-*.json"))]
+    if not ladders and not curves:
+        raise SystemExit(f"gpu_summary.py: {out} holds no gpu_train-*.json or gpu_quality-*.json to plot")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    names = list(
+        dict.fromkeys(r["variant"] for ld in ladders for r in ld.get("results", []) if "error" not in r)
+    )
+    width = 0.8 / max(len(ladders), 1)
+    for i, ladder in enumerate(ladders):
+        rows = [r for r in ladder.get("results", []) if "error" not in r]
+        x = [names.index(r["variant"]) + (i - (len(ladders) - 1) / 2) * width for r in rows]
+        bars = left.bar(x, [r["images_per_s"] for r in rows], width, label=ladder.get("preset"))
+        left.bar_label(bars, [f"MFU {pct(r.get('mfu_bf16_peak'))}" for r in rows], fontsize=8)
+    left.set_xticks(range(len(names)), names)
+    left.set(ylabel="images/s (timed steps)", title="speed ladder, each switch added in turn")
+    left.legend(title="preset")
+    for curve in curves:
+        points = [p for p in curve.get("points", []) if p["dci_disentanglement"] is not None]
+        right.plot([p["train_minutes"] for p in points], [p["dci_disentanglement"] for p in points], "o-",
+                   label=f"{curve.get('preset')}, batch {curve.get('batch_size')}")  # fmt: skip
+        target = curve.get("target_dci_disentanglement")
+        if target is not None:
+            right.axhline(target, color="grey", linestyle="--", linewidth=1)
+            right.annotate(f"target {target:g}", (0, target), xytext=(4, 3), textcoords="offset points")
+    right.set(xlabel="training minutes", ylabel="DCI disentanglement", ylim=(0, 1), title="time to quality")
+    right.set_xlim(left=0)
+    if curves:
+        right.legend()
+    env_ = read_json(out / "env.json") or {}
+    fig.suptitle(
+        f"{env_.get('device_name', '?')}, torch {env_.get('torch', '?')}" + (" (SMOKE)" if smoke else "")
+    )
+    fig.savefig(path, dpi=120)
+    print(f"saved {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="the output folder of gpu_check.sh")
     parser.add_argument("--smoke", action="store_true", help="label the figures as a smoke run's")
+    parser.add_argument(
+        "--plot", metavar="PNG", help="also draw the ladders and the curve (afterwards, here)"
+    )
     args = parser.parse_args()
-    if not Path(args.out).is_dir():
+    out = Path(args.out)
+    if not out.is_dir():
         raise SystemExit(f"gpu_summary.py: no folder {args.out!r}")
     summary(args)
+    if args.plot:
+        plot(out, Path(args.plot), args.smoke or bool((read_json(out / "env.json") or {}).get("smoke")))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,14 @@ def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path):
     ):
         assert line in table
     assert "gpu_check summary" in (out / "gpu_check.log").read_text()
+    png = tmp_path / "gpu_check.png"
+    drawn = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_summary.py"), str(out), "--plot", str(png)],
+        capture_output=True,
+        text=True,
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gpu_check_records_a_failing_stage_and_goes_on(tmp_path):
