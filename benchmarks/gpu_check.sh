@@ -15,9 +15,11 @@
 #   ladder-paper-latent  the same for `paper-latent`, when that preset exists (else recorded as skipped)
 #   quality              gpu_train.py quality: the quickest-learning preset (tiny-cpu, fast path) trained until
 #                        DCI D >= 0.9 or the rest of the budget is spent, scored along the way -> gpu_quality-*.json
-# The stage list with status and seconds goes to stages.jsonl, every stage's output to gpu_check.log: at
-# most 8 files and no folders, the most the device tool brings back from $OUT. Checkpoints of the quality
-# run live in a temporary folder, removed at the end.
+# The quality stage's preset, metric protocol and extra overrides come from QUALITY_PRESET (tiny-cpu),
+# QUALITY_METRICS_PRESET (fast) and QUALITY_SET ("KEY=VALUE ..."). The stage list with status and seconds
+# goes to stages.jsonl, every stage's output to gpu_check.log: at most 8 files and no folders, the most
+# the device tool brings back from $OUT. The quality run's checkpoints live in a temporary folder,
+# removed at the end.
 #
 # Time plan (--budget, default 540 s): each stage's limit is the smaller of its own (env 30, checks 90,
 # tests 45, ladder-paper 240, ladder-paper-latent 120) and what the budget has left after a 20 s reserve
@@ -44,6 +46,7 @@ STAGES=env,checks,tests,ladder-paper,ladder-paper-latent,quality
 OUTDIR=${OUT:-}
 QUALITY_PRESET=${QUALITY_PRESET:-tiny-cpu}
 QUALITY_METRICS_PRESET=${QUALITY_METRICS_PRESET:-fast}  # canonical, once canonical DCI is quick
+read -ra QUALITY_SET <<<"${QUALITY_SET:-}"  # more overrides, e.g. "train.batch_size=256 train.lr=2e-3"
 RESERVE=20
 MIN_STAGE=10
 
@@ -153,7 +156,7 @@ if begin_stage quality 100000; then
     m = (s - 20) / 60; e = m / 9; if (e < 0.2) e = 0.2; if (smoke) e = 0.02
     printf "%.2f %.2f\n", m, e }')
   QUALITY=(--name "$QUALITY_PRESET" --preset "$QUALITY_PRESET" --device cuda --metrics dci)
-  SET=(train.checkpoint_every=1000000000 train.eval_every=1000000000 train.log_every=1000)
+  SET=(train.checkpoint_every=1000000000 train.eval_every=1000000000 train.log_every=1000 "${QUALITY_SET[@]}")
   if ((SMOKE)); then
     QUALITY=(--name smoke --preset tiny-cpu --device cpu --metrics dci --max-minutes 0.02)
     SET+=("${SMOKE_SET[@]}" train.batch_size=4)
