@@ -31,7 +31,8 @@
 # (tests/test_benchmark_scripts.py).
 #
 # On the lent GPU (the device tool; its machine has python3 with torch but lacks diffusers, lightgbm and
-# importlib_metadata): first, here, `benchmarks/gpu_wheels.sh` puts those wheels in .whl/ (git-ignored);
+# importlib_metadata): first, here, `PYTHON=.venv/bin/python benchmarks/gpu_wheels.sh` puts those wheels
+# in .whl/ (git-ignored);
 # then one call, carry [".whl"], timeout_s 600:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
 #   .whl/*.whl && export PYTHONPATH=/tmp/site || exit; bash benchmarks/gpu_check.sh "$OUT"

@@ -16,7 +16,7 @@ Tolerances (``TOLERANCES``) follow the usual float error of each comparison: flo
 by other kernels (channels_last, compiled) within 1e-4 relative on the loss and the gradient; bf16
 autocast against float32 within 5e-3 relative on the loss, 0.1 on the gradient and a gradient cosine
 of at least 0.99 (bf16 keeps 8 bits of mantissa, ~4e-3 per operation; on the CPU's bf16 autocast the
-paper model gave 1.8e-5, 0.024 and 0.9999); renders within 1 of 255 (the shading rounds differently
+paper model gave 1.8e-5, 0.024 and 1.000); renders within 1 of 255 (the shading rounds differently
 on another device); the data paths exactly.
 """
 
