@@ -14,8 +14,11 @@ Each variant runs in a fresh process (TF32 flags, compile caches and peak-memory
 process) for 2 x ``--steps`` steps; the second half is timed (the first holds cuDNN tuning and
 compilation, reported as warm-up). Peak memory is ``torch.cuda.max_memory_allocated``; MFU is
 counted model FLOPs (``torch.utils.flop_counter`` on one forward + backward) per second over the
-GPU's dense bf16 peak (``--peak-tflops``; known for H100/H200/A100/L4). The table prints last; JSON
-goes to ``<out>/gpu_train-<device>.json``.
+GPU's dense bf16 peak (``--peak-tflops``, e.g. a measured matmul rate; else the datasheet's for
+H100/H200/A100/L4). ``--time-limit`` bounds the whole command: a variant still running when it is
+spent is stopped and recorded as timed out, and the ones after it as skipped. The JSON,
+``<out>/gpu_train-<preset>-<cpu|cuda>.json``, is rewritten after every variant, so a killed command
+keeps what it measured; the table prints last.
 
     python benchmarks/gpu_train.py speed                                  # paper preset, batch 128
     python benchmarks/gpu_train.py speed --batch-size 256 --variants fp32,fast_path,compile
@@ -48,11 +51,8 @@ from pathlib import Path
 
 import torch
 
-from diffdrl.atomic import atomic_write_text
-from diffdrl.diffusion.draws import StepDraws
-from diffdrl.training.config import load_config
-from diffdrl.training.trainer import Trainer
-
+# The library (seconds to import) is imported inside the functions that train: the speed command's
+# parent only starts processes, and gpu_checks.py reads this module's tables.
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {  # cumulative: each adds one switch to the one before
     "fp32": ["train.fast_path=false", "train.mixed_precision='no'"],
@@ -83,9 +83,11 @@ def host(device: str) -> dict:
 # -- speed ---------------------------------------------------------------------------------------
 
 
-def flops_per_image(trainer: Trainer) -> float:
+def flops_per_image(trainer) -> float:
     """Model FLOPs of one training image (forward + backward), counted on a 2-image batch."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from diffdrl.diffusion.draws import StepDraws
 
     model = copy.deepcopy(trainer.unwrapped)
     x = torch.zeros(
@@ -98,6 +100,9 @@ def flops_per_image(trainer: Trainer) -> float:
 
 def run_variant(spec: dict) -> dict:
     """One variant in this process: train 2 x steps, time the second half."""
+    from diffdrl.training.config import load_config
+    from diffdrl.training.trainer import Trainer
+
     steps = spec["steps"]
     overrides = [
         f"train.device={spec['device']}",
@@ -135,42 +140,72 @@ def run_variant(spec: dict) -> dict:
     }
 
 
-def speed(args: argparse.Namespace) -> None:
-    results = []
-    for variant in args.variants.split(","):
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r} (variants: {', '.join(VARIANTS)})")
-        spec = {
-            "variant": variant,
-            "preset": args.preset,
-            "device": args.device,
-            "batch_size": args.batch_size,
-            "steps": args.steps,
-            "set": args.set,
-        }
-        print(f"{variant}: running {2 * args.steps} steps ...", flush=True)
+def measure_variant(spec: dict, timeout: float | None) -> dict:
+    """One variant in a fresh process: its result row, or ``{"variant", "error"}``."""
+    variant = spec["variant"]
+    try:
         done = subprocess.run(
-            [sys.executable, __file__, "_variant", json.dumps(spec)], capture_output=True, text=True
+            [sys.executable, __file__, "_variant", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode or not lines:
-            print(f"{variant}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True)
-            results.append({"variant": variant, "error": done.stderr[-3000:]})
-            continue
-        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    except subprocess.TimeoutExpired:
+        print(f"{variant}: timed out after {timeout:.0f} s (--time-limit)", flush=True)
+        return {"variant": variant, "error": f"timed out after {timeout:.0f} s (--time-limit)"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        print(f"{variant}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True)
+        return {"variant": variant, "error": done.stderr[-3000:]}
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Atomically, so a killed command leaves the last whole file; without the library's import
+    (seconds), which the speed command's parent does not otherwise need."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def speed(args: argparse.Namespace) -> None:
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown} (variants: {', '.join(VARIANTS)})")
+    if args.time_limit < 0:
+        raise SystemExit(f"--time-limit must be >= 0 seconds (0 = none), got {args.time_limit}")
+    started = time.perf_counter()
     info = host(args.device)
     peak = args.peak_tflops or next(
         (v for k, v in PEAK_BF16_TFLOPS.items() if k in (info["gpu"] or "")), None
     )
-    for r in results:
-        if "error" not in r:
-            r["mfu_bf16_peak"] = r["gflops_per_image"] * r["images_per_s"] / (1e3 * peak) if peak else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"gpu_train-{'cpu' if args.device == 'cpu' or not info['gpu'] else 'cuda'}.json"
-    atomic_write_text(
-        path, json.dumps({"host": info, "peak_bf16_tflops": peak, "results": results}, indent=2)
-    )
+    device = "cpu" if args.device == "cpu" or not info["gpu"] else "cuda"
+    path = out / f"gpu_train-{Path(args.preset).stem}-{device}.json"
+    results = []
+    for variant in variants:
+        left = args.time_limit - (time.perf_counter() - started) if args.time_limit else None
+        if left is not None and left < 1:
+            results.append({"variant": variant, "error": "skipped: --time-limit spent"})
+            print(f"{variant}: skipped, --time-limit spent", flush=True)
+        else:
+            spec = {
+                "variant": variant,
+                "preset": args.preset,
+                "device": args.device,
+                "batch_size": args.batch_size,
+                "steps": args.steps,
+                "set": args.set,
+            }
+            print(f"{variant}: running {2 * args.steps} steps ...", flush=True)
+            results.append(measure_variant(spec, left))
+        r = results[-1]
+        if "error" not in r:
+            r["mfu_bf16_peak"] = r["gflops_per_image"] * r["images_per_s"] / (1e3 * peak) if peak else None
+        record = {"host": info, "preset": args.preset, "peak_bf16_tflops": peak, "results": results}
+        write_json(path, record)
     print(f"saved {path}\n")
     print(f"{args.preset}, {info['gpu'] or 'CPU'}; images/s of the timed steps (warm-up excluded)")
     print(
@@ -179,7 +214,8 @@ def speed(args: argparse.Namespace) -> None:
     )
     for r in results:
         if "error" in r:
-            print(f"{r['variant']:<14}  failed")
+            why = r["error"].strip().splitlines()
+            print(f"{r['variant']:<14}  {why[-1] if why else 'failed'}")
             continue
         s, yes = r["settings"], {True: "yes", False: "no"}
         memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
@@ -195,6 +231,10 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def quality(args: argparse.Namespace) -> None:
+    from diffdrl.atomic import atomic_write_text
+    from diffdrl.training.config import load_config
+    from diffdrl.training.trainer import Trainer
+
     started = time.perf_counter()
     run_dir = Path(args.runs) / args.name
     path = Path(args.out) / f"gpu_quality-{args.name}.json"
@@ -281,6 +321,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps (as many again warm up)")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--peak-tflops", type=float, default=0.0, help="dense bf16 peak for MFU")
+    p.add_argument("--time-limit", type=float, default=0.0, help="seconds for all variants (0 = none)")
     p = sub.add_parser("quality", parents=[common], help="train until DCI disentanglement >= target")
     p.add_argument("--name", default="paper")
     p.add_argument("--seed", type=int, default=0)

@@ -5,6 +5,23 @@ from diffdrl.training.config import load_config
 
 torch.set_num_threads(2)
 
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA device; skipped without one (benchmarks/gpu_check.sh runs them: -m gpu)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip, with the reason, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 TINY = [
     "data.resolution=16",
     "model.units=3",

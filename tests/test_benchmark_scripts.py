@@ -1,7 +1,10 @@
 """The benchmark scripts' own logic, on the tiny trained run (their full runs are benchmarks)."""
 
+import argparse
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,3 +55,121 @@ def test_factor_capture_reads_a_chosen_checkpoint(trained_tiny):
     assert script.checkpoint_at(trained_tiny.path, None)[0] == 4
     with pytest.raises(FileNotFoundError, match="no checkpoint at step 3"):
         script.checkpoint_at(trained_tiny.path, 3)
+
+
+# -- gpu_check.sh: the prepared GPU run, proven on the CPU ----------------------------------------
+
+STAGES = ["env", "checks", "tests", "ladder-paper", "ladder-paper-latent", "quality"]
+
+
+def gpu_check(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), *args],
+        env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+
+
+def stages_of(out: Path) -> dict:
+    return {s["stage"]: s for s in map(json.loads, (out / "stages.jsonl").read_text().splitlines())}
+
+
+def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path):
+    out = tmp_path / "out"
+    done = gpu_check("--smoke", str(out))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    stages = stages_of(out)
+    assert list(stages) == STAGES
+    assert {k: s["status"] for k, s in stages.items()} == {
+        **dict.fromkeys(STAGES, "ok"),
+        "ladder-paper-latent": "skipped",
+    }
+    # what the device tool brings back from $OUT: at most 8 files, no folders
+    assert len(list(out.iterdir())) <= 8 and all(p.is_file() for p in out.iterdir())
+    checks = json.loads((out / "checks.json").read_text())["checks"]
+    assert [c["name"] for c in checks] == list(load_script("gpu_checks").TOLERANCES)
+    assert all(c["passed"] and c["seconds"] > 0 for c in checks)
+    tests = json.loads((out / "tests.json").read_text())
+    assert tests["passed"] and tests["counts"]["skipped"] >= 3 and tests["counts"]["failure"] == 0
+    env = json.loads((out / "env.json").read_text())
+    assert env["smoke"] and env["device"] == "cpu" and env["measured_bf16_tflops"] > 0
+    ladder = json.loads((out / "gpu_train-tiny-cpu-cpu.json").read_text())
+    assert [r["variant"] for r in ladder["results"]] == ["fp32", "fast_path"]
+    assert all(r["images_per_s"] > 0 and r["mfu_bf16_peak"] > 0 for r in ladder["results"])
+    assert ladder["peak_bf16_tflops"] == pytest.approx(env["measured_bf16_tflops"], rel=0.01)
+    points = json.loads((out / "gpu_quality-smoke.json").read_text())["points"]
+    assert len(points) == 1 and 0 <= points[0]["dci_disentanglement"] <= 1
+    table = done.stdout[done.stdout.index("gpu_check summary") :]
+    for line in (
+        "fp32_vs_bf16            pass",
+        "tests (pytest -m gpu)   pass",
+        "ladder tiny-cpu",
+        "targets",
+    ):
+        assert line in table
+    assert "gpu_check summary" in (out / "gpu_check.log").read_text()
+    png = tmp_path / "gpu_check.png"
+    drawn = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_summary.py"), str(out), "--plot", str(png)],
+        capture_output=True,
+        text=True,
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_check_records_a_failing_stage_and_goes_on(tmp_path):
+    out = tmp_path / "out"
+    done = gpu_check("--smoke", "--stages", "quality,env", str(out), QUALITY_METRICS_PRESET="bogus")
+    assert done.returncode == 1
+    stages = stages_of(out)
+    assert list(stages) == ["env", "quality"]  # the script's order, whatever the list's
+    assert stages["env"]["status"] == "ok" and stages["quality"]["status"] == "failed"
+    assert "invalid choice: 'bogus'" in (out / "gpu_check.log").read_text()
+    assert "targets" in done.stdout  # the summary still prints
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stages", "env,warp"], "unknown stage 'warp'"),
+        (["--budget", "30"], "--budget must be whole seconds >= 60"),
+        (["--frobnicate"], "unknown option --frobnicate"),
+    ],
+)
+def test_gpu_check_refuses_bad_arguments(tmp_path, args, message):
+    done = gpu_check("--smoke", *args, str(tmp_path / "out"))
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_never_writes_over_an_earlier_run(tmp_path):
+    (tmp_path / "stages.jsonl").write_text("{}\n")
+    done = gpu_check("--smoke", str(tmp_path))
+    assert done.returncode == 2 and "already holds a run" in done.stderr
+    assert (tmp_path / "stages.jsonl").read_text() == "{}\n"
+    assert gpu_check("--smoke", OUT="").returncode == 2  # no folder at all
+
+
+def test_gpu_checks_tolerances_fail_nan_and_respect_minimums():
+    passes = load_script("gpu_checks").passes
+    tolerance = {"loss_rel_diff": 1e-2, "grad_cosine_min": 0.99}
+    assert passes({"loss_rel_diff": 1e-3, "grad_cosine": 0.995}, tolerance)
+    assert not passes({"loss_rel_diff": 1e-3, "grad_cosine": 0.98}, tolerance)
+    assert not passes({"loss_rel_diff": float("nan"), "grad_cosine": 1.0}, tolerance)
+    assert not passes({"loss_rel_diff": 1e-3, "grad_cosine": float("nan")}, tolerance)
+
+
+def test_gpu_train_speed_stops_at_its_time_limit(tmp_path):
+    script = load_script("gpu_train")
+    spec = {"variant": "fp32", "preset": "tiny-cpu", "device": "cpu", "batch_size": 2, "steps": 1, "set": []}
+    assert script.measure_variant(spec, 0.01)["error"].startswith("timed out after")
+    args = argparse.Namespace(
+        variants="fp32,fast_path", time_limit=0.5, device="cpu", preset="tiny-cpu", peak_tflops=1.0,
+        out=str(tmp_path), batch_size=2, steps=1, set=[],
+    )  # fmt: skip
+    script.speed(args)  # the limit is spent before the first variant could start: both skipped
+    record = json.loads((tmp_path / "gpu_train-tiny-cpu-cpu.json").read_text())
+    assert [r["error"] for r in record["results"]] == ["skipped: --time-limit spent"] * 2

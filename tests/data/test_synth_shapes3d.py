@@ -153,7 +153,7 @@ def test_save_preview_writes_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
 def test_gpu_render_matches_cpu(data):
     codes = torch.from_numpy(data.sample_factors(16, np.random.default_rng(4)))
     on_gpu = data.render(codes, device="cuda").cpu().int()

@@ -202,3 +202,27 @@ def test_data_on_device_trains_the_same_run(tiny_config, tmp_path, dataset):
         for mode in ("never", "always")
     ]
     same_checkpoints(*runs)
+
+
+@pytest.mark.gpu
+def test_fast_path_on_cuda_takes_every_switch(tiny_config, tmp_path):
+    trainer_ = Trainer(tiny_config("train.steps=2", "train.device=cuda"), tmp_path / "run", progress=False)
+    result = trainer_.train()
+    s = trainer_.settings
+    assert (s["mixed_precision"], s["mixed_precision_reason"]) == ("bf16", "auto: bf16 on CUDA")
+    assert s["channels_last"] and s["fused_adamw"] and s["tf32"] and not s["compile"]
+    assert s["data"].startswith("rendered on cuda") and np.isfinite(result.loss)
+    weights = load_checkpoint(result.checkpoint)[0]["model"]
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
+
+
+@pytest.mark.gpu
+def test_fp16_on_cuda_trains_with_a_saved_loss_scale(tiny_config, tmp_path):
+    result = train(
+        tiny_config("train.steps=2", "train.device=cuda", "train.mixed_precision=fp16"),
+        tmp_path / "run",
+        progress=False,
+    )
+    state = load_checkpoint(result.checkpoint)[1]
+    assert np.isfinite(result.loss) and state["settings"]["mixed_precision"] == "fp16"
+    assert state["grad_scaler"]["scale"] > 0

@@ -53,13 +53,16 @@ def resolve_precision(train: TrainConfig, device: torch.device) -> tuple[str, st
     return train.mixed_precision, "as configured"
 
 
-def use_tf32() -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions (process-wide torch settings)."""
+def use_tf32(enabled: bool = True) -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions (process-wide torch settings), or,
+    with ``enabled=False``, full float32 for both (cuDNN's convolutions default to TF32), as
+    float32 reference computations need."""
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        precision = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
     else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
