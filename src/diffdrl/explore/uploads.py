@@ -59,7 +59,7 @@ def decode_upload(
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise UploadError(f"corrupt {kind} image: {err}", 415) from None
-    return np.asarray(resize_shorter_and_crop(rgb, resolution, resolution), dtype=np.uint8)
+    return np.array(resize_shorter_and_crop(rgb, resolution, resolution), dtype=np.uint8)  # writable
 
 
 def encode_png(image: np.ndarray) -> bytes:
