@@ -39,8 +39,8 @@ def vae_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("explore_vae") / "run"
     train_overrides = [o for o in TINY if o.startswith(("data.", "train."))]
     config = load_config(
-        "tiny-cpu-betavae", [*train_overrides, "model.units=3", "model.channels=[8,8]", "model.hidden=16",
-                             "train.steps=2"]
+        "tiny-cpu-betavae",
+        [*train_overrides, "model.units=3", "model.channels=[8,8]", "model.hidden=16", "train.steps=2"],
     )
     train(config, out, progress=False)
     return out

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures are imported from explore_fixtures, then named as arguments
 """The explorer's API against a tiny trained EncDiff run (and a tiny VAE): known answers from the
 library's own pictures, batching and caching invariants, and clear 4xx errors."""
 
@@ -8,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from explore_fixtures import SMALL, client, explorer, vae_run  # noqa: F401 - fixtures
 from PIL import Image
 
 from diffdrl.data.image_dataset import resize_shorter_and_crop
@@ -19,8 +21,6 @@ from diffdrl.viz.grid import to_uint8
 from diffdrl.viz.interchange import interchange
 from diffdrl.viz.render import render_units, shared_start
 from diffdrl.viz.traversal import traverse, unit_ranges
-
-from explore_fixtures import SMALL, client, explorer, vae_run  # noqa: F401 - fixtures
 
 
 def pixels(data_url_or_png) -> np.ndarray:
@@ -85,13 +85,17 @@ def test_images_by_seed_and_by_factors_come_from_the_dataset(client, explorer):
 def test_render_is_the_library_render_of_the_slider_values(client, explorer):
     a = pick(client, 1)
     values = [u["high"] for u in explorer.info()["units"]]
-    r = client.post("/api/render", json={"image_id": a["image_id"], "values": values, "sampler": "ddim",
-                                          "steps": 4, "seed": 5})
+    r = client.post(
+        "/api/render",
+        json={"image_id": a["image_id"], "values": values, "sampler": "ddim", "steps": 4, "seed": 5},
+    )
     assert r.status_code == 200, r.text
     units = torch.tensor(values)[None]  # scalar units: the slider value is the unit
     expected = to_uint8(render_units(explorer.model, units, x_T=shared_start(explorer.model, 5), steps=4))[0]
     assert np.abs(pixels(r.json()["png"]).astype(int) - expected).max() <= 1  # batch-size rounding at most
-    own = client.post("/api/render", json={"image_id": a["image_id"], "sampler": "ddim", "steps": 4, "seed": 5})
+    own = client.post(
+        "/api/render", json={"image_id": a["image_id"], "sampler": "ddim", "steps": 4, "seed": 5}
+    )
     assert not np.array_equal(pixels(own.json()["png"]), pixels(r.json()["png"]))
 
 
@@ -100,21 +104,44 @@ def test_swap_equals_the_interchange_grid(client, explorer):
     source, target = pixels(a["png"])[None], pixels(b["png"])[None]
     grid = interchange(explorer.model, source, target, steps=4, seed=7)
     for unit in range(3):
-        r = client.post("/api/swap", json={"source_id": a["image_id"], "target_id": b["image_id"], "unit": unit,
-                                            "sampler": "ddim", "steps": 4, "seed": 7})
+        r = client.post(
+            "/api/swap",
+            json={
+                "source_id": a["image_id"],
+                "target_id": b["image_id"],
+                "unit": unit,
+                "sampler": "ddim",
+                "steps": 4,
+                "seed": 7,
+            },
+        )
         assert r.status_code == 200, r.text
         assert np.abs(pixels(r.json()["png"]).astype(int) - grid.swapped[unit, 0]).max() <= 1
-    every = client.post("/api/swap", json={"source_id": a["image_id"], "target_id": b["image_id"], "unit": "all",
-                                            "sampler": "ddim", "steps": 4, "seed": 7})
-    target_render = to_uint8(render_units(explorer.model, explorer.model.encode(target),
-                                          x_T=shared_start(explorer.model, 7), steps=4))[0]
+    every = client.post(
+        "/api/swap",
+        json={
+            "source_id": a["image_id"],
+            "target_id": b["image_id"],
+            "unit": "all",
+            "sampler": "ddim",
+            "steps": 4,
+            "seed": 7,
+        },
+    )
+    target_render = to_uint8(
+        render_units(
+            explorer.model, explorer.model.encode(target), x_T=shared_start(explorer.model, 7), steps=4
+        )
+    )[0]
     assert np.abs(pixels(every.json()["png"]).astype(int) - target_render).max() <= 1
 
 
 def test_strip_equals_the_traversal_row(client, explorer):
     a = pick(client, 4)
-    r = client.post("/api/strip", json={"image_id": a["image_id"], "unit": 2, "count": 4, "sampler": "ddim",
-                                         "steps": 4, "seed": 0}).json()
+    r = client.post(
+        "/api/strip",
+        json={"image_id": a["image_id"], "unit": 2, "count": 4, "sampler": "ddim", "steps": 4, "seed": 0},
+    ).json()
     values = unit_ranges(explorer.reference_units, 4, num_units=3)
     rows = traverse(explorer.model, pixels(a["png"]), values, steps=4, seed=0)
     assert len(r["pngs"]) == 4 and np.allclose(r["values"], values[2].numpy())
@@ -146,7 +173,9 @@ def test_attention_returns_one_overlay_per_token(client):
 )
 def test_bad_requests_are_400_with_a_clear_json_error(client, path, body, needle):
     a, b = pick(client, 1), pick(client, 2)
-    ids = {"/api/swap": {"source_id": a["image_id"], "target_id": b["image_id"]}}.get(path, {"image_id": a["image_id"]})
+    ids = {"/api/swap": {"source_id": a["image_id"], "target_id": b["image_id"]}}.get(
+        path, {"image_id": a["image_id"]}
+    )
     r = client.post(path, json={**ids, **body})
     assert r.status_code == 400 and needle in r.json()["error"], r.text
 
@@ -163,7 +192,9 @@ def test_uploads_are_resized_as_the_data_and_bad_ones_refused(client, explorer):
     photo = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
     expected = np.asarray(resize_shorter_and_crop(Image.fromarray(photo), 16, 16))
     for fmt in ("PNG", "JPEG"):
-        r = client.post("/api/images/upload", content=png_bytes(photo, fmt), headers={"content-type": "image/png"})
+        r = client.post(
+            "/api/images/upload", content=png_bytes(photo, fmt), headers={"content-type": "image/png"}
+        )
         assert r.status_code == 200, r.text
         got = pixels(r.json()["png"])
         assert got.shape == (16, 16, 3) and r.json()["source"] == "upload"
@@ -200,8 +231,18 @@ def test_path_traversal_is_refused_with_json(client, path):
     assert "traversal" in r.json()["error"] or "hex digits" in r.json()["error"]
 
 
-@pytest.mark.parametrize("path", ["/app.py", "/static/", "/static/__init__.py", "/static/app.py", "/config.yaml",
-                                  "/explore/app.py", "/static/explorer.js.bak"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/app.py",
+        "/static/",
+        "/static/__init__.py",
+        "/static/app.py",
+        "/config.yaml",
+        "/explore/app.py",
+        "/static/explorer.js.bak",
+    ],
+)
 def test_nothing_outside_the_static_files_is_served(client, path):
     r = client.get(path)
     assert 400 <= r.status_code < 500 and "error" in r.json()
@@ -232,8 +273,9 @@ def test_concurrent_renders_are_batched_and_equal_to_single_renders(explorer):
         t.join()
     assert explorer.queue.batches - before < len(seeds)  # some renders shared a batch
     for seed in seeds[:3]:
-        alone = to_uint8(render_units(explorer.model, base.units[None], x_T=shared_start(explorer.model, seed),
-                                      steps=3))[0]
+        alone = to_uint8(
+            render_units(explorer.model, base.units[None], x_T=shared_start(explorer.model, seed), steps=3)
+        )[0]
         assert np.abs(pixels(results[seed]).astype(int) - alone).max() <= 1
     hits = explorer.queue.hits
     assert explorer.render(base.id, None, "ddim", 3, seeds[0]) == results[seeds[0]]
@@ -244,7 +286,9 @@ def test_the_cache_is_a_bounded_lru(explorer):
     q = RenderQueue(explorer.model, cache_size=2)
     try:
         units = torch.zeros(3)
-        keys = [RenderKey("a", bytes([i]), None if not explorer.diffusion else "ddim", 1, 0) for i in range(3)]
+        keys = [
+            RenderKey("a", bytes([i]), None if not explorer.diffusion else "ddim", 1, 0) for i in range(3)
+        ]
         for key in keys:
             q.render(key, units).result()
         assert list(q._cache) == keys[1:]

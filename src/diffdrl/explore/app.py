@@ -84,10 +84,14 @@ SAMPLING = {"sampler": False, "steps": False, "seed": False}
 
 def create_app(explorer: Explorer) -> Starlette:
     """The Starlette app serving ``explorer`` (close the explorer when done with the app)."""
-    static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file() and STATIC_NAME.fullmatch(p.name)}
+    static = {
+        p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file() and STATIC_NAME.fullmatch(p.name)
+    }
 
     def _file(name: str) -> Response:
-        return Response(static[name], media_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=SECURITY_HEADERS)
+        return Response(
+            static[name], media_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=SECURITY_HEADERS
+        )
 
     async def index(request: Request) -> Response:
         """
@@ -126,8 +130,9 @@ def create_app(explorer: Explorer) -> Starlette:
         """
         summary: The run, its units (label, slider range, DyGA anchors), factors and sampling options.
         responses:
-          200: {description: "{run, model, dataset, resolution, num_units, diffusion, samplers, sampler, steps,
-            factors: [{name, size}], attention, units: [{index, label, low, high, median, anchors}]}"}
+          200: {description: "{run, model, dataset, resolution, num_units, diffusion, samplers, sampler,
+            steps, factors: [{name, size}], attention,
+            units: [{index, label, low, high, median, anchors}]}"}
         """
         return JSONResponse(explorer.info())
 
@@ -207,7 +212,11 @@ def create_app(explorer: Explorer) -> Starlette:
         body = await _json(request, {"image_id": True, "values": False, **SAMPLING})
         start = time.perf_counter()
         png = await run_in_threadpool(
-            explorer.render, body["image_id"], body.get("values"), body.get("sampler"), body.get("steps"),
+            explorer.render,
+            body["image_id"],
+            body.get("values"),
+            body.get("sampler"),
+            body.get("steps"),
             body.get("seed", 0),
         )
         return JSONResponse({"png": data_url(png), "ms": round(1000 * (time.perf_counter() - start), 1)})
@@ -227,8 +236,13 @@ def create_app(explorer: Explorer) -> Starlette:
         body = await _json(request, {"source_id": True, "target_id": True, "unit": True, **SAMPLING})
         start = time.perf_counter()
         png = await run_in_threadpool(
-            explorer.swap, body["source_id"], body["target_id"], body["unit"], body.get("sampler"),
-            body.get("steps"), body.get("seed", 0),
+            explorer.swap,
+            body["source_id"],
+            body["target_id"],
+            body["unit"],
+            body.get("sampler"),
+            body.get("steps"),
+            body.get("seed", 0),
         )
         return JSONResponse({"png": data_url(png), "ms": round(1000 * (time.perf_counter() - start), 1)})
 
@@ -245,8 +259,13 @@ def create_app(explorer: Explorer) -> Starlette:
         """
         body = await _json(request, {"image_id": True, "unit": True, "count": False, **SAMPLING})
         result = await run_in_threadpool(
-            explorer.strip, body["image_id"], body["unit"], body.get("count", 8), body.get("sampler"),
-            body.get("steps"), body.get("seed", 0),
+            explorer.strip,
+            body["image_id"],
+            body["unit"],
+            body.get("count", 8),
+            body.get("sampler"),
+            body.get("steps"),
+            body.get("seed", 0),
         )
         return JSONResponse(result)
 
@@ -294,7 +313,5 @@ def create_app(explorer: Explorer) -> Starlette:
     ]
     handlers = {ValueError: on_error, TypeError: on_error, KeyError: on_error, HTTPException: on_error}
     app = Starlette(routes=routes, exception_handlers={**handlers, Exception: on_crash})
-    schemas = SchemaGenerator(
-        {"openapi": "3.0.0", "info": {"title": "diffdrl explorer", "version": "1"}}
-    )
+    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "diffdrl explorer", "version": "1"}})
     return app

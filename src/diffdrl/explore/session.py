@@ -177,7 +177,11 @@ class Explorer:
             best = torch.zeros_like(position)
         return [
             [
-                {"value": float(position[i, c]), "weight": float(weights[i, c]), "distance": float(best[i, c])}
+                {
+                    "value": float(position[i, c]),
+                    "weight": float(weights[i, c]),
+                    "distance": float(best[i, c]),
+                }
                 for c in torch.nonzero(active[i]).flatten().tolist()
             ]
             for i in range(self.num_units)
@@ -252,7 +256,9 @@ class Explorer:
     def factor_image(self, factors) -> Image:
         if not self.factor_sizes:
             raise ValueError(f"dataset {self.run.config.data.name!r} has no factors to pick an image by")
-        if not isinstance(factors, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in factors):
+        if not isinstance(factors, list) or not all(
+            isinstance(f, int) and not isinstance(f, bool) for f in factors
+        ):
             raise TypeError(f"factors must be a list of {len(self.factor_sizes)} integers, got {factors!r}")
         codes = self.run.data.space.check_codes(np.array([factors], dtype=np.int64))
         return self.add(self.run.data.images_for(codes)[0], factors, "dataset")
@@ -279,7 +285,8 @@ class Explorer:
         if not self.diffusion:
             if sampler is not None or steps is not None:
                 raise ValueError(
-                    f"sampler/steps: model {model_name(self.model)!r} decodes its units in one pass; leave them unset"
+                    f"sampler/steps: model {model_name(self.model)!r} decodes its units in one pass; "
+                    "leave them unset"
                 )
             return None, None
         sampler = DEFAULT_SAMPLER if sampler is None else sampler
@@ -324,14 +331,20 @@ class Explorer:
         sampler, steps = self.sampling(sampler, steps)
         values = self._strip_values.get(count)
         if values is None:
-            values = self._strip_values[count] = unit_ranges(self.reference_units, count, num_units=self.num_units)
+            values = self._strip_values[count] = unit_ranges(
+                self.reference_units, count, num_units=self.num_units
+            )
         values = values.reshape(self.num_units, count, -1)[i]  # (V, g)
         units = image.units.repeat(count, 1).view(count, self.num_units, -1)  # (V, N, g)
         units[:, i] = values
         seed = _seed(seed)
         futures = [self._render(image.id, u.flatten(), sampler, steps, seed) for u in units]
         shown = self.project(units.flatten(1))[:, i]
-        return {"unit": i, "values": [float(v) for v in shown], "pngs": [data_url(f.result()) for f in futures]}
+        return {
+            "unit": i,
+            "values": [float(v) for v in shown],
+            "pngs": [data_url(f.result()) for f in futures],
+        }
 
     def attention(self, image_id, seed=0) -> list[str]:
         """RGBA PNG overlays (one per token) of where each token is read in the image."""
@@ -340,7 +353,9 @@ class Explorer:
         image = self.image(image_id)
         if image.attention is None:
             seed = _seed(seed)
-            maps = self.queue.call(lambda: attention_maps(self.model, image.pixels[None], seed=seed)[0].cpu()).result()
+            maps = self.queue.call(
+                lambda: attention_maps(self.model, image.pixels[None], seed=seed)[0].cpu()
+            ).result()
             maps = maps / maps.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]  # (N, H, W) in [0, 1]
             colours = colormaps["jet"](maps.numpy())  # (N, H, W, 4)
             colours[..., 3] = 0.15 + 0.6 * maps.numpy()
@@ -358,7 +373,9 @@ class Explorer:
 
     def _values(self, values) -> torch.Tensor:
         if not isinstance(values, list) or len(values) != self.num_units:
-            raise ValueError(f"values must be a list of {self.num_units} numbers (one per unit), got {values!r}")
+            raise ValueError(
+                f"values must be a list of {self.num_units} numbers (one per unit), got {values!r}"
+            )
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise TypeError(f"values must be numbers, got {values!r}")
         out = torch.tensor(values, dtype=torch.float32)
