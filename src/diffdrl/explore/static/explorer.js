@@ -301,5 +301,7 @@ async function start() {
   }
 }
 
-window.explorer = { api, state, useA, useB, swap, requestRender };
+// idle(): no request in flight and no render waiting (what tests and screenshots wait for)
+const idle = () => state.pending === 0 && !rendering && !dirty;
+window.explorer = { api, state, useA, useB, swap, requestRender, idle };
 start();
