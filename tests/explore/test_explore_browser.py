@@ -82,7 +82,9 @@ def test_the_page_loads_and_a_slider_changes_the_image(page, explorer):
     after = shown(page, "#edited")
     assert np.abs(after.astype(int) - before).sum() > 0  # the image changed
     values = torch.tensor([[u["high"] for u in explorer.info()["units"]]])
-    expected = to_uint8(render_units(explorer.model, values, x_T=shared_start(explorer.model, 0), steps=STEPS))
+    expected = to_uint8(
+        render_units(explorer.model, values, x_T=shared_start(explorer.model, 0), steps=STEPS)
+    )
     assert np.abs(after.astype(int) - expected[0]).max() <= 1  # and it is the library's render
 
 
@@ -116,7 +118,12 @@ def test_bad_input_gets_clear_errors_in_the_page_and_4xx(page, live_server, expl
     path = "/api/images/..%2f..%2fconfig.yaml"
     text = error_after(page, lambda: page.evaluate(f"window.explorer.api('{path}').catch(() => null)"))
     assert "image_id must be 16 lowercase hex digits" in text and "HTTP 400" in text
-    for path in ("/static/..%2f..%2f..%2fpyproject.toml", "/static/%2e%2e/app.py", "/static/app.py", "/app.py"):
+    for path in (
+        "/static/..%2f..%2f..%2fpyproject.toml",
+        "/static/%2e%2e/app.py",
+        "/static/app.py",
+        "/app.py",
+    ):
         response = page.request.get(live_server + path)
         assert 400 <= response.status < 500 and "error" in response.json(), path
         assert "import" not in response.text()
