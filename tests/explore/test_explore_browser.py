@@ -95,6 +95,12 @@ def test_swapping_a_unit_shows_the_librarys_swap(page, live_server, explorer):
     source, target = image_of(page, live_server, "a"), image_of(page, live_server, "b")
     grid = interchange(explorer.model, source[None], target[None], steps=STEPS, seed=0)
     assert np.abs(shown(page, "#swap-result").astype(int) - grid.swapped[1, 0]).max() <= 1
+    page.hover(".unit[data-unit='2'] .unit-label")  # the token under the cursor: its attention map
+    page.wait_for_selector("#attention-overlay:not([hidden])")
+    assert (
+        page.get_attribute("#attention-overlay", "src")
+        == explorer.attention(page.evaluate("window.explorer.state.a.image_id"))[2]
+    )
 
 
 def error_after(page, action) -> str:

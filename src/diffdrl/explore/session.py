@@ -347,7 +347,8 @@ class Explorer:
         }
 
     def attention(self, image_id, seed=0) -> list[str]:
-        """RGBA PNG overlays (one per token) of where each token is read in the image."""
+        """RGBA PNG overlays (one per token) of where each token is read in the image: the map of
+        ``viz.attention`` min-max scaled per token (jet colours, more opaque where higher)."""
         if self.attention_reason:
             raise ValueError(self.attention_reason)
         image = self.image(image_id)
@@ -356,7 +357,9 @@ class Explorer:
             maps = self.queue.call(
                 lambda: attention_maps(self.model, image.pixels[None], seed=seed)[0].cpu()
             ).result()
-            maps = maps / maps.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]  # (N, H, W) in [0, 1]
+            low, high = maps.flatten(1).min(1).values, maps.flatten(1).max(1).values  # (N,)
+            # min-max scaled per token: near-uniform maps still show where they peak
+            maps = (maps - low[:, None, None]) / (high - low).clamp_min(1e-12)[:, None, None]
             colours = colormaps["jet"](maps.numpy())  # (N, H, W, 4)
             colours[..., 3] = 0.15 + 0.6 * maps.numpy()
             image.attention = [data_url(encode_png((c * 255).round().astype(np.uint8))) for c in colours]

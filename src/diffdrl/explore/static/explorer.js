@@ -103,6 +103,7 @@ async function useA(image) {
   state.values = image.values.slice();
   state.attention = null;
   setImage($("image-a"), image.png);
+  setImage($("attention-base"), image.png);
   const factors = image.factors ? state.info.factors.map((f, i) => `${f.name} ${image.factors[i]}`).join(", ") : "";
   $("meta-a").textContent = `${image.source} image ${image.image_id}${factors ? ": " + factors : ""}`;
   if (image.factors) image.factors.forEach((v, i) => { $(`factor-${i}`).value = v; });
@@ -173,7 +174,7 @@ function buildUnits() {
     box.appendChild(row);
   }
   const anchored = state.info.units.some((u) => u.anchors && u.anchors.length);
-  $("units-caption").textContent = anchored ? "▲ DyGA anchors · | the image's own value" : "| the image's own value";
+  $("units-caption").textContent = anchored ? "▲ DyGA anchors · tick: the image's own value" : "tick: the image's own value";
 }
 
 function syncSliders() {
@@ -226,7 +227,7 @@ async function showAttention(i, row) {
     if (!row.classList.contains("hover") || state.attention.id !== state.a.image_id) return;
     $("attention-overlay").src = state.attention.maps[i];
     $("attention-overlay").hidden = false;
-    $("attention-note").textContent = `where token ${i} (${state.info.units[i].label}) is read in the picked image`;
+    $("attention-note").textContent = `cross-attention of token ${i} (${state.info.units[i].label}) over the picked image (min-max scaled)`;
   } catch (err) { /* shown by api() */ }
 }
 
