@@ -104,7 +104,7 @@ def test_swapping_a_unit_shows_the_librarys_swap(page, live_server, explorer):
 
 
 def error_after(page, action) -> str:
-    page.click("#error-close")
+    page.evaluate("window.explorer.clearError()")
     action()
     page.wait_for_selector("#error:not([hidden])")
     settle(page)

@@ -304,5 +304,5 @@ async function start() {
 
 // idle(): no request in flight and no render waiting (what tests and screenshots wait for)
 const idle = () => state.pending === 0 && !rendering && !dirty;
-window.explorer = { api, state, useA, useB, swap, requestRender, idle };
+window.explorer = { api, state, useA, useB, swap, requestRender, idle, clearError };
 start();
