@@ -53,7 +53,7 @@ def data_url(png: bytes) -> str:
 
 
 @dataclass
-class Image:
+class Picked:
     """An image being explored: its pixels, units (K,), slider values (N,) and factor codes."""
 
     id: str
@@ -99,7 +99,7 @@ class Explorer:
         self.anchors = self._anchor_values()
         self.attention_reason = attention_unavailable(self.model)
         self.queue = RenderQueue(self.model, max_batch=max_batch, cache_size=cache_size)
-        self._images: OrderedDict[str, Image] = OrderedDict()
+        self._images: OrderedDict[str, Picked] = OrderedDict()
         self._lock = threading.Lock()
         self._strip_values: dict[int, torch.Tensor] = {}
 
@@ -224,7 +224,7 @@ class Explorer:
 
     # -- images ---------------------------------------------------------------------------------
 
-    def image(self, image_id) -> Image:
+    def image(self, image_id) -> Picked:
         """The stored image ``image_id`` (16 hex digits); a malformed id is a ValueError, an
         unknown one (never added, or evicted) a KeyError."""
         if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):
@@ -235,25 +235,25 @@ class Explorer:
             self._images.move_to_end(image_id)
             return self._images[image_id]
 
-    def add(self, pixels: np.ndarray, factors: list[int] | None, source: str) -> Image:
+    def add(self, pixels: np.ndarray, factors: list[int] | None, source: str) -> Picked:
         image_id = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()[:16]
         with self._lock:
             if image_id in self._images:
                 self._images.move_to_end(image_id)
                 return self._images[image_id]
         units = self.queue.call(lambda: self.model.encode(pixels[None])[0].float().cpu()).result()
-        image = Image(image_id, pixels, units, self.project(units[None])[0].numpy(), factors, source)
+        image = Picked(image_id, pixels, units, self.project(units[None])[0].numpy(), factors, source)
         with self._lock:
             self._images[image_id] = image
             while len(self._images) > self.max_images:
                 self._images.popitem(last=False)
         return image
 
-    def random_image(self, seed: int) -> Image:
+    def random_image(self, seed: int) -> Picked:
         codes, images = self.run.sample(1, _seed(seed))
         return self.add(images[0], None if codes is None else [int(c) for c in codes[0]], "dataset")
 
-    def factor_image(self, factors) -> Image:
+    def factor_image(self, factors) -> Picked:
         if not self.factor_sizes:
             raise ValueError(f"dataset {self.run.config.data.name!r} has no factors to pick an image by")
         if not isinstance(factors, list) or not all(
@@ -263,11 +263,11 @@ class Explorer:
         codes = self.run.data.space.check_codes(np.array([factors], dtype=np.int64))
         return self.add(self.run.data.images_for(codes)[0], factors, "dataset")
 
-    def upload(self, data: bytes) -> Image:
+    def upload(self, data: bytes) -> Picked:
         pixels = decode_upload(data, self.run.config.data.resolution, self.max_upload_bytes)
         return self.add(pixels, None, "upload")
 
-    def describe(self, image: Image) -> dict:
+    def describe(self, image: Picked) -> dict:
         return {
             "image_id": image.id,
             "png": data_url(encode_png(image.pixels)),
