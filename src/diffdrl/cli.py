@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from diffdrl.atomic import atomic_write, atomic_write_text
+from diffdrl.cli_explore import add_explore_command
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.models.representation import REPRESENTATIONS
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_picture_commands(sub)
     add_harness_commands(sub)
+    add_explore_command(sub)
     return parser
 
 
