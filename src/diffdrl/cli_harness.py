@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from diffdrl.cli_args import positive_float
+
 
 def _names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -111,7 +113,7 @@ def add_harness_commands(sub) -> None:
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument(
         "--budget-minutes",
-        type=float,
+        type=positive_float,
         help="train each cell for this many minutes of training time (checkpoints and evaluations "
         "excluded) instead of the presets' train.steps",
     )

@@ -133,6 +133,11 @@ def cmd_sample(args) -> None:
     from diffdrl.viz.grid import save_grid, to_uint8
     from diffdrl.viz.render import RECONSTRUCTION_ETA, describe_sampling, reconstruct
 
+    from diffdrl.metrics.generation import fid, load_feature_network, lpips
+
+    # the feature networks first: a bad file is reported before minutes of sampling
+    inception = load_feature_network(args.inception, "Inception") if args.inception else None
+    lpips_net = load_feature_network(args.lpips, "LPIPS") if args.lpips else None
     run = load_run(args.run, weights=args.weights)
     sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
     title = describe_sampling(run.model, **sampling, default_eta=RECONSTRUCTION_ETA)  # checks them too
@@ -140,14 +145,10 @@ def cmd_sample(args) -> None:
     out = reconstruct(run.model, images, seed=args.seed, **sampling).cpu()
     scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
     generated = to_uint8(out)
-    if args.inception:
-        from diffdrl.metrics.generation import fid, load_feature_network
-
-        scores["fid"] = fid(load_feature_network(args.inception, "Inception"), images, generated)
-    if args.lpips:
-        from diffdrl.metrics.generation import load_feature_network, lpips
-
-        scores["reconstruction.lpips"] = lpips(load_feature_network(args.lpips, "LPIPS"), images, generated)
+    if inception is not None:
+        scores["fid"] = fid(inception, images, generated)
+    if lpips_net is not None:
+        scores["reconstruction.lpips"] = lpips(lpips_net, images, generated)
     path = save_grid(
         [images[:16], generated[:16]],
         _out(args, run, "reconstruction.png"),
