@@ -121,7 +121,7 @@ class RunLock:
                         f"{self.path.parent}: recovered the stale lock of {describe(holder)} "
                         "(that process is gone)"
                     )
-                    logger.warning(note)
+                    logger.info(note)
                     print(f"diffdrl: note: {note}", file=sys.stderr)
                     self.path.unlink(missing_ok=True)
             else:
