@@ -129,11 +129,10 @@ def cmd_attention(args) -> None:
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
     from diffdrl.data.ground_truth import to_model_input
+    from diffdrl.metrics.generation import fid, load_feature_network, lpips
     from diffdrl.metrics.reconstruction import image_similarity
     from diffdrl.viz.grid import save_grid, to_uint8
     from diffdrl.viz.render import RECONSTRUCTION_ETA, describe_sampling, reconstruct
-
-    from diffdrl.metrics.generation import fid, load_feature_network, lpips
 
     # the feature networks first: a bad file is reported before minutes of sampling
     inception = load_feature_network(args.inception, "Inception") if args.inception else None

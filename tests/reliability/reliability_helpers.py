@@ -13,12 +13,18 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import TINY
 from diffdrl.cli import main
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
 
+# The default run keeps one case of each kind; the rest (more subprocesses, more variants) run with
+# DIFFDRL_SLOW_TESTS=1, e.g. `DIFFDRL_SLOW_TESTS=1 pytest tests/reliability`.
+slow = pytest.mark.skipif(
+    not os.environ.get("DIFFDRL_SLOW_TESTS"), reason="slow reliability case: set DIFFDRL_SLOW_TESTS=1"
+)
 SRC = Path(__file__).resolve().parents[2] / "src"
 # 8 steps, a log row every 3 (so a resume at an even step falls inside a log window), a checkpoint
 # every 2, the held-out evaluation every 4

@@ -116,12 +116,27 @@ CASES = [
     (["encode", "{R}", "--out", "{T}", "--num", "2"], "is a directory, not a file to write"),
     (["encode", "{R}", "--out", "{B}/afile/x.npz"], "afile is a file, not a folder"),
     (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/missing.npy"], "images file not found"),
-    (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/px8.npy"], "px8.npy: images of shape (n, H, W, C) = (2, 8, 8, 3)"),
-    (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/px32.npy"], "px32.npy: images of shape (n, H, W, C) = (2, 32, 32, 3)"),
-    (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/rgba.npy"], "rgba.npy: images of shape (n, H, W, C) = (2, 16, 16, 4)"),
+    (
+        ["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/px8.npy"],
+        "px8.npy: images of shape (n, H, W, C) = (2, 8, 8, 3)",
+    ),
+    (
+        ["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/px32.npy"],
+        "px32.npy: images of shape (n, H, W, C) = (2, 32, 32, 3)",
+    ),
+    (
+        ["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/rgba.npy"],
+        "rgba.npy: images of shape (n, H, W, C) = (2, 16, 16, 4)",
+    ),
     (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/empty.npy"], "empty.npy: holds no images"),
-    (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/float.npy"], "float.npy: images must be a uint8"),
-    (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/hwc.npy"], "hwc.npy: images must be a uint8 array of shape (n, H, W, C)"),
+    (
+        ["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/float.npy"],
+        "float.npy: images must be a uint8",
+    ),
+    (
+        ["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/hwc.npy"],
+        "hwc.npy: images must be a uint8 array of shape (n, H, W, C)",
+    ),
     (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/noimages.npz"], "no 'images' array (keys: x)"),
     (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/corrupt.npz"], "corrupt.npz: not a readable"),
     (["encode", "{R}", "--out", "{T}/x.npz", "--images", "{B}/text.npy"], "text.npy: not a readable"),
@@ -132,12 +147,25 @@ CASES = [
     (["datasets", "info", "no-such-set"], "unknown dataset 'no-such-set'"),
     (["datasets", "preview"], "needs a dataset NAME"),
     (["datasets", "bogus"], "argument action: invalid choice"),
-    (["datasets", "info", "synth-shapes3d", "--resolution", "4"], "argument --resolution: must be an integer >= 8"),
+    (
+        ["datasets", "info", "synth-shapes3d", "--resolution", "4"],
+        "argument --resolution: must be an integer >= 8",
+    ),
     (["datasets", "info", "shapes3d"], "set data.path"),
     (["datasets", "info", "image-folder", "--path", "{B}/nowhere"], "no such folder"),
     (["datasets", "info", "image-folder", "--path", "{B}/afile"], "expected a folder"),
     (
-        ["datasets", "preview", "image-folder", "--path", "{B}/bad_images", "--resolution", "16", "--out", "{T}/p.png"],
+        [
+            "datasets",
+            "preview",
+            "image-folder",
+            "--path",
+            "{B}/bad_images",
+            "--resolution",
+            "16",
+            "--out",
+            "{T}/p.png",
+        ],
         "not a readable image",
     ),
     # evaluate
@@ -154,7 +182,10 @@ CASES = [
     (["swap", "{R}", "--pairs", "-1"], "argument --pairs: must be an integer >= 1, got '-1'"),
     (["swap", "{R}", "--source", "{B}/ok2.npy"], "--source and --target go together"),
     (["swap", "{R}", "--source", "{B}/rgba.npy", "--target", "{B}/rgba.npy"], "rgba.npy: images of shape"),
-    (["swap", "{R}", "--source", "{B}/ok2.npy", "--target", "{B}/ok3.npy"], "--source has 2 images and --target 3"),
+    (
+        ["swap", "{R}", "--source", "{B}/ok2.npy", "--target", "{B}/ok3.npy"],
+        "--source has 2 images and --target 3",
+    ),
     (["swap", "{R}", "--source", "{B}/ok2.npy", "--target", "{B}/missing.npy"], "images file not found"),
     (["swap", "{R}", "--steps", "0"], "argument --steps"),
     (["swap", "{R}", "--start", "bogus"], "argument --start: invalid choice"),
@@ -174,8 +205,14 @@ CASES = [
     (["attention", "{R}", "--timesteps", "-4"], "argument --timesteps"),
     (["attention", "{R}", "--steps", "5"], "unrecognized arguments: --steps"),
     # sample
-    (["sample", "{R}", "--inception", "{B}/junk.pt2"], "junk.pt2 is not a TorchScript or torch.export Inception"),
-    (["sample", "{R}", "--inception", "{B}/junk.pt"], "junk.pt is not a TorchScript or torch.export Inception"),
+    (
+        ["sample", "{R}", "--inception", "{B}/junk.pt2"],
+        "junk.pt2 is not a TorchScript or torch.export Inception",
+    ),
+    (
+        ["sample", "{R}", "--inception", "{B}/junk.pt"],
+        "junk.pt is not a TorchScript or torch.export Inception",
+    ),
     (["sample", "{R}", "--lpips", "{B}/missing.pt"], "LPIPS weights not found"),
     (["sample", "{R}", "--num", "0"], "argument --num"),
     (["sample", "{R}", "--sampler", "bogus"], "argument --sampler: invalid choice"),
@@ -192,10 +229,19 @@ CASES = [
     (["schedules", "--out", "{B}/afile/s.png"], "afile is a file, not a folder"),
     # sweep and table
     (["sweep", "--methods", ",", "--out", "{T}/s"], "--methods needs a comma-separated list"),
-    (["sweep", "--methods", "encdiff", "--seeds", "a", "--out", "{T}/s"], "--seeds must be comma-separated integers"),
+    (
+        ["sweep", "--methods", "encdiff", "--seeds", "a", "--out", "{T}/s"],
+        "--seeds must be comma-separated integers",
+    ),
     (["sweep", "--methods", "nope", "--out", "{T}/s"], "nope"),
-    (["sweep", "--methods", "encdiff", "--budget-minutes", "-1", "--out", "{T}/s"], "argument --budget-minutes"),
-    (["sweep", "--methods", "encdiff", "--data-path", "bad", "--out", "{T}/s"], "is not of the form DATASET=PATH"),
+    (
+        ["sweep", "--methods", "encdiff", "--budget-minutes", "-1", "--out", "{T}/s"],
+        "argument --budget-minutes",
+    ),
+    (
+        ["sweep", "--methods", "encdiff", "--data-path", "bad", "--out", "{T}/s"],
+        "is not of the form DATASET=PATH",
+    ),
     (["sweep", "--out", "{T}/s"], "the following arguments are required: --methods"),
     (["table", "--out", "{T}/t"], "the following arguments are required: SWEEP_DIR"),
     (["table", "{T}/nowhere", "--out", "{T}/t"], "nowhere"),

@@ -6,13 +6,15 @@ import hashlib
 import json
 
 import pytest
+from reliability_helpers import RUN_ARGS, assert_same_run, slow, train_cli
 
 from diffdrl.training.checkpoint import checkpoints, load_checkpoint
-from reliability_helpers import RUN_ARGS, assert_same_run, train_cli
 
 
 def digest(root):
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +46,13 @@ def remove(path):
     "damage, file, text",
     [
         (truncate, "model.safetensors", "model.safetensors is corrupt"),
-        (flip_a_byte, "ema.safetensors", "ema.safetensors is corrupt: its sha256 differs"),
-        (break_state, "state.json", "state.json is corrupt"),
-        (remove, "optimizer.safetensors", "is incomplete: optimizer.safetensors is missing"),
+        pytest.param(
+            flip_a_byte, "ema.safetensors", "ema.safetensors is corrupt: its sha256 differs", marks=slow
+        ),
+        pytest.param(break_state, "state.json", "state.json is corrupt", marks=slow),
+        pytest.param(
+            remove, "optimizer.safetensors", "is incomplete: optimizer.safetensors is missing", marks=slow
+        ),
     ],
 )
 def test_corrupt_newest_checkpoint_is_named_and_resume_from_continues(

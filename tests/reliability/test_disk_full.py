@@ -4,10 +4,10 @@ previous checkpoint loadable, and is one line with exit status 1; resuming later
 import errno
 
 import pytest
+from reliability_helpers import RUN_ARGS, assert_same_run, leftovers, slow, train_cli
 
 import diffdrl.training.checkpoint as checkpoint
 from diffdrl.training.checkpoint import checkpoints, load_checkpoint
-from reliability_helpers import RUN_ARGS, assert_same_run, leftovers, train_cli
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,8 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "code, text", [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")]
+    "code, text",
+    [(errno.ENOSPC, "No space left on device"), pytest.param(errno.EACCES, "Permission denied", marks=slow)],
 )
 def test_failed_checkpoint_write_keeps_the_previous_one(code, text, reference, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"

@@ -5,8 +5,7 @@ must clean up what the killed one left). Each resumed run ends bit-identical to 
 import signal
 
 import pytest
-
-from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, train_cli
+from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +35,7 @@ def test_killed_before_first_checkpoint_resumes_with_its_own_config(reference, t
     assert_same_run(reference, run)
 
 
+@slow
 @pytest.mark.parametrize("stage", ["optimizer.safetensors", "rename"])
 def test_killed_inside_a_checkpoint_write_keeps_the_previous_one(stage, reference, tmp_path):
     run = tmp_path / "run"

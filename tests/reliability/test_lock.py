@@ -10,13 +10,15 @@ import sys
 import time
 
 import pytest
+from reliability_helpers import RUN_ARGS, train_cli
 
 from diffdrl.training.run_lock import LOCK_NAME, RunBusyError, RunLock, _process_start
-from reliability_helpers import RUN_ARGS, train_cli
 
 
 def digest(root):
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture

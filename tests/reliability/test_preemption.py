@@ -5,10 +5,10 @@ import os
 import signal
 
 import pytest
+from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
 
 from diffdrl.training.checkpoint import checkpoints
 from diffdrl.training.trainer import Trainer
-from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, train_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,10 @@ def signal_during_step(monkeypatch, index: int, *signums: int) -> None:
     monkeypatch.setattr(Trainer, "_step", step)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, pytest.param(signal.SIGINT, marks=slow), pytest.param(signal.SIGUSR1, marks=slow)],
+)
 def test_signal_checkpoints_at_the_step_boundary_and_resume_is_exact(
     signum, reference, tmp_path, monkeypatch, capsys
 ):
@@ -59,9 +62,8 @@ def test_second_sigint_stops_at_once(tmp_path, monkeypatch, capsys):
     assert not (run / "train.lock").exists()
 
 
-def test_sigterm_to_a_training_process_exits_75_and_a_second_trainer_is_refused(
-    reference, tmp_path, capsys
-):
+@slow
+def test_sigterm_to_a_training_process_exits_75_and_a_second_trainer_is_refused(reference, tmp_path, capsys):
     run = tmp_path / "run"
     proc = TrainProcess(run, *RUN_ARGS, pause=1.0)
     proc.wait_for("diffdrl-checkpoint-write step_2 model.safetensors")

@@ -142,6 +142,6 @@ def check_user_images(path: str | Path, images, resolution: int | None = None, c
     if resolution is not None and shape[1:] != (resolution, resolution, channels):
         raise file_error(
             path,
-            f"images of shape (n, H, W, C) = {shape}, but the run's model takes "
-            f"(n, {resolution}, {resolution}, {channels}): {resolution}x{resolution} pixels, {channels} channels",
+            f"images of shape (n, H, W, C) = {shape}, but the run's model takes (n, {resolution}, "
+            f"{resolution}, {channels}): {resolution}x{resolution} pixels, {channels} channels",
         )

@@ -151,7 +151,9 @@ def save_checkpoint(
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         reason = f"[Errno {err.errno}] {err.strerror}" if err.strerror else str(err)
-        kept = f"{previous} is intact" if previous is not None and previous.is_dir() else "no earlier checkpoint"
+        kept = (
+            f"{previous} is intact" if previous is not None and previous.is_dir() else "no earlier checkpoint"
+        )
         raise CheckpointWriteError(f"could not write checkpoint {final}: {reason}; {kept}") from None
     for _, path in checkpoints(run_dir)[:-keep]:
         try:

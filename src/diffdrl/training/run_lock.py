@@ -139,8 +139,8 @@ class RunLock:
                 f"checked from here); if that process is gone, remove {self.path}"
             )
         raise RunBusyError(
-            f"{self.path.parent} is being trained by {describe(holder)}; one run has one writer: wait for it, "
-            "or stop it (it checkpoints on SIGTERM) and pass --resume"
+            f"{self.path.parent} is being trained by {describe(holder)}; one run has one writer: wait for "
+            "it, or stop it (it checkpoints on SIGTERM) and pass --resume"
         )
 
     def release(self) -> None:

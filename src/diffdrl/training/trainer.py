@@ -79,7 +79,6 @@ class TrainResult:
     checkpoint: Path | None
 
 
-
 def lr_at(step: int, config: Config) -> float:
     """Linear warm-up to the learning rate (``train.lr``, scaled by ``train.lr_scaling``), then
     constant (as released)."""
@@ -106,8 +105,8 @@ def _truncate_jsonl(path: Path, step: int) -> None:
     """Drop log rows written after ``step`` (they belong to the run's abandoned future), and a
     line cut short by a kill in the middle of an append."""
     if path.exists():
-        rows = [r for r in path.read_text(errors="replace").splitlines() if (s := _row_step(r)) is not None]
-        atomic_write_text(path, "".join(r + "\n" for r in rows if _row_step(r) <= step))
+        steps = [(r, _row_step(r)) for r in path.read_text(errors="replace").splitlines()]
+        atomic_write_text(path, "".join(r + "\n" for r, s in steps if s is not None and s <= step))
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -263,7 +262,8 @@ class Trainer(SideJobs):
         """What killed writers left behind: temporary checkpoint folders, half-written files."""
         removed = remove_leftovers(self.run_dir) + remove_dead_temporaries(self.run_dir)
         if removed:
-            note = f"removed {len(removed)} leftover(s) of interrupted writes: {', '.join(p.name for p in removed)}"
+            names = ", ".join(p.name for p in removed)
+            note = f"removed {len(removed)} leftover(s) of interrupted writes: {names}"
             logger.info(note)
             if self.progress:
                 tqdm.write(f"{self.run_dir}: {note}", file=sys.stderr)
@@ -275,7 +275,9 @@ class Trainer(SideJobs):
             path = self.run_dir / "checkpoints" / name
             if not path.is_dir():
                 have = ", ".join(p.name for _, p in checkpoints(self.run_dir)) or "none"
-                raise FileNotFoundError(f"--resume-from {resume_from}: no checkpoint {path} (checkpoints: {have})")
+                raise FileNotFoundError(
+                    f"--resume-from {resume_from}: no checkpoint {path} (checkpoints: {have})"
+                )
             self._load(path, load_checkpoint(path))
             if self.is_main:
                 self._set_aside_after(self.step)
@@ -294,7 +296,8 @@ class Trainer(SideJobs):
                 ) from None
             raise ValueError(
                 f"cannot resume {self.run_dir}: {err}; the newest valid checkpoint is {valid.name}: continue "
-                f"from it with --resume-from {valid.name} (later checkpoints are moved to checkpoints/abandoned/)"
+                f"from it with --resume-from {valid.name} (later checkpoints are then moved to "
+                "checkpoints/abandoned/)"
             ) from None
         self._load(newest, loaded)
 
