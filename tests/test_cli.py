@@ -36,7 +36,7 @@ def test_encode_user_images_and_reject_bad_ones(tmp_path, capsys):
         main(["encode", str(run), "--out", str(tmp_path / "d.npz"), "--images", str(tmp_path / "wrong.npy")])
         == 2
     )
-    assert "expected images of shape" in capsys.readouterr().err
+    assert "wrong.npy: images of shape (n, H, W, C) = (5, 8, 16, 3)" in capsys.readouterr().err
     assert not (tmp_path / "d.npz").exists()
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     argv = ["encode", str(run), "--out", str(tmp_path / "e.npz"), "--images", str(tmp_path / "corrupt.npz")]
@@ -179,8 +179,8 @@ def test_interrupt_names_how_to_continue(command, hint, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("command", ["attention", "embeddings"])
-def test_picture_commands_without_a_sampler_reject_steps(command, capsys):
-    with pytest.raises(SystemExit) as exit:
-        main([command, "run", "--steps", "5"])
-    assert exit.value.code == 2
-    assert "--steps" in capsys.readouterr().err
+def test_picture_commands_without_a_sampler_reject_steps(command, tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("{}\n")
+    assert main([command, str(tmp_path), "--steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps" in err and len(err.strip().splitlines()) == 1 and "--help" in err

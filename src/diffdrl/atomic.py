@@ -8,6 +8,7 @@ is removed and the previous file, if any, is left as it was.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +18,34 @@ def temporary_sibling(path: Path) -> Path:
     """A hidden name beside ``path`` unique to this process, for writing before the rename."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by writers that were killed (their pid is no
+    longer running); the paths removed. A live writer's temporary file is left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        m = _TEMPORARY.match(path.name)
+        if m and path.is_file() and not _pid_alive(int(m.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:

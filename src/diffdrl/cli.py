@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from diffdrl.atomic import atomic_write, atomic_write_text
+from diffdrl.cli_args import Parser, at_least, count, output_file, print_error, run_dir, seed
 from diffdrl.cli_explore import add_explore_command
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_pictures import add_picture_commands, read_images
@@ -18,15 +19,21 @@ from diffdrl.training.runs import WEIGHTS
 
 
 def _config_for_train(args):
+    """A resumed run keeps its own config.yaml (plus the overrides), checkpoint or not; a new run
+    takes the preset's."""
     from diffdrl.training.checkpoint import latest_checkpoint
     from diffdrl.training.config import Config
 
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    if args.resume and latest_checkpoint(out) is not None:
-        print(f"resuming {out} from {latest_checkpoint(out).name} (config: {out}/config.yaml)")
+    preset = args.config or "tiny-cpu"
+    out = Path(args.out) if args.out else Path("runs") / Path(preset).stem
+    if (args.resume or args.resume_from) and (out / "config.yaml").is_file():
+        newest = latest_checkpoint(out)
+        where = args.resume_from or (newest.name if newest else "the start (no checkpoint yet)")
+        ignored = f"; --config {args.config} applies to new runs only" if args.config else ""
+        print(f"resuming {out} from {where} (config: {out}/config.yaml{ignored})")
         mapping = read_yaml(out / "config.yaml")
     else:
-        mapping = preset_mapping(args.config)
+        mapping = preset_mapping(preset)
     return from_dict(Config, apply_overrides(mapping, args.overrides)), out
 
 
@@ -38,7 +45,9 @@ def cmd_train(args) -> None:
     if args.dry_run:
         print(dump_config(config), end="")
         return
-    result = train(config, out, resume=args.resume, progress=not args.no_progress)
+    result = train(
+        config, out, resume=args.resume, progress=not args.no_progress, resume_from=args.resume_from
+    )
     if result.loss is None:
         print(f"{result.run_dir} is already at step {result.step} of {config.train.steps}; nothing to train")
         return
@@ -55,7 +64,7 @@ def cmd_encode(args) -> None:
     model = load_model(args.run, weights=args.weights)
     arrays = {}
     if args.images:
-        images = read_images(Path(args.images))
+        images = read_images(args.images, load_run_config(args.run).data.resolution)
     else:
         config = load_run_config(args.run)
         data = make_dataset(config.data.name, config.data.path, config.data.resolution)
@@ -136,16 +145,23 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a preset or YAML config")
-    p.add_argument("--config", default="tiny-cpu", help="preset name or YAML path (default: tiny-cpu)")
+    p.add_argument("--config", help="preset name or YAML path of a new run (default: tiny-cpu)")
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (with its own config.yaml) from its latest checkpoint",
+    )
+    p.add_argument(
+        "--resume-from",
+        metavar="step_K",
+        help="continue from this checkpoint (when the newest is corrupt); later ones are moved aside",
     )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -153,14 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encode", help="encode images into units with a trained run")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--out", required=True, help="output .npz (units, and factors for dataset samples)")
+    p.add_argument("run", type=run_dir, help="run directory")
+    p.add_argument(
+        "--out", type=output_file, required=True, help="output .npz (units, and factors for dataset samples)"
+    )
     p.add_argument(
         "--images", help="uint8 (n, H, W, C) .npy, or .npz with 'images'; default: sample the run's dataset"
     )
-    p.add_argument("--num", type=int, default=10_000, help="dataset samples to encode (default 10000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--num", type=count, default=10_000, help="dataset samples to encode (default 10000)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--batch-size", type=count, default=512)
     p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.set_defaults(func=cmd_encode)
 
@@ -168,16 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "info", "preview"))
     p.add_argument("name", nargs="?", help="dataset name (see 'diffdrl datasets list')")
     p.add_argument("--path", help="dataset file or folder, for datasets read from disk")
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--out", help="preview PNG (default: NAME.png)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=at_least(8), default=64)
+    p.add_argument("--out", type=output_file, help="preview PNG (default: NAME.png)")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("evaluate", help="disentanglement metrics of a run on its dataset")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=run_dir, help="run directory")
     p.add_argument("--metrics", help="comma-separated (default: all that apply)")
     add_metric_protocol_argument(p, "--preset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.add_argument("--untrained", action="store_true", help="evaluate the architecture at random init")
     p.add_argument(
@@ -186,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPRESENTATIONS[0],
         help="units: encoder scalars (EncDiff); tokens: PCA-1 of each (anchored) token (DyGA)",
     )
-    p.add_argument("--out", help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)")
+    p.add_argument(
+        "--out", type=output_file, help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     add_picture_commands(sub)
@@ -196,17 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status: 0 done; 1 training failed (non-finite loss, a checkpoint write failed); 2 bad
+    input or usage (one line on stderr); 75 training stopped by SIGTERM/SIGINT/SIGUSR1 after
+    checkpointing (resume with --resume); 130 interrupted at once (a second Ctrl-C)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # usage errors (one line, status 2) and --help (0)
+        return exit.code if isinstance(exit.code, int) else 2
+    from diffdrl.training.checkpoint import CheckpointWriteError
+    from diffdrl.training.preemption import PREEMPTED_EXIT, TrainingPreempted
     from diffdrl.training.trainer import NonFiniteLossError
 
     try:
         status = args.func(args)  # None, or a command's own exit status (sweep: 1 if a cell failed)
-    except (ConfigError, ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        print(f"diffdrl: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, busy
+        print_error(err)
         return 2
-    except NonFiniteLossError as err:
-        print(f"diffdrl: error: {err}", file=sys.stderr)
+    except (NonFiniteLossError, CheckpointWriteError) as err:
+        print_error(err)
         return 1
+    except TrainingPreempted as err:
+        print(f"diffdrl: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", "continue with --resume from the last checkpoint")
         print(f"diffdrl: interrupted; {hint}", file=sys.stderr)

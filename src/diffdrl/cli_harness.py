@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from diffdrl.cli_args import positive_float
 from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS
 
 
@@ -113,7 +114,7 @@ def add_harness_commands(sub) -> None:
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument(
         "--budget-minutes",
-        type=float,
+        type=positive_float,
         help="train each cell for this many minutes of training time (checkpoints and evaluations "
         "excluded) instead of the presets' train.steps",
     )

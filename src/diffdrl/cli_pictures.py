@@ -14,25 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
+from diffdrl.cli_args import comma_ints, count, output_file, run_dir, seed
+from diffdrl.data.validation import check_user_images
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, SAMPLERS
 from diffdrl.training.runs import WEIGHTS
 from diffdrl.viz.render import RECONSTRUCTION_ETA
 
 
-def read_images(path: Path) -> np.ndarray:
-    """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never unpickled)."""
+def read_images(path: str | Path, resolution: int | None = None) -> np.ndarray:
+    """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never
+    unpickled), checked to hold at least one image and, given ``resolution``, to be what the
+    run's model takes; every error names the file."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"images file not found: {path}")
     try:
         data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            if "images" not in data:
+                raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files) or 'none'})")
+            data = data["images"]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if str(err).startswith(str(path)):
+            raise
         raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if "images" not in data:
-            raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files)})")
-        data = data["images"]
-    if data.dtype != np.uint8 or data.ndim != 4:
-        raise ValueError(f"{path}: images must be uint8 (n, H, W, C), got {data.dtype} {data.shape}")
+    check_user_images(path, data, resolution)
     return data
 
 
@@ -48,7 +54,10 @@ def cmd_swap(args) -> None:
     if args.source or args.target:
         if not (args.source and args.target):
             raise ValueError("--source and --target go together")
-        source, target = read_images(Path(args.source)), read_images(Path(args.target))
+        resolution = run.config.data.resolution
+        source, target = read_images(args.source, resolution), read_images(args.target, resolution)
+        if len(source) != len(target):
+            raise ValueError(f"--source has {len(source)} images and --target {len(target)}: give as many")
     else:
         _, images = run.sample(2 * args.pairs, args.seed)
         source, target = images[: args.pairs], images[args.pairs :]
@@ -116,18 +125,21 @@ def cmd_attention(args) -> None:
 
     run = load_run(args.run, weights=args.weights)
     _, images = run.sample(args.num, args.seed)
-    timesteps = tuple(int(t) for t in args.timesteps.split(",")) if args.timesteps else None
-    maps = attention_maps(run.model, images, timesteps, args.seed)
+    maps = attention_maps(run.model, images, args.timesteps, args.seed)
     print(f"wrote {save_attention(images, maps, _out(args, run, 'attention.png'), unit_labels(run, args))}")
 
 
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
     from diffdrl.data.ground_truth import to_model_input
+    from diffdrl.metrics.generation import fid, load_feature_network, lpips
     from diffdrl.metrics.reconstruction import image_similarity
     from diffdrl.viz.grid import save_grid, to_uint8
     from diffdrl.viz.render import RECONSTRUCTION_ETA, describe_sampling, reconstruct
 
+    # the feature networks first: a bad file is reported before minutes of sampling
+    inception = load_feature_network(args.inception, "Inception") if args.inception else None
+    lpips_net = load_feature_network(args.lpips, "LPIPS") if args.lpips else None
     run = load_run(args.run, weights=args.weights)
     sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
     title = describe_sampling(run.model, **sampling, default_eta=RECONSTRUCTION_ETA)  # checks them too
@@ -135,14 +147,10 @@ def cmd_sample(args) -> None:
     out = reconstruct(run.model, images, seed=args.seed, **sampling).cpu()
     scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
     generated = to_uint8(out)
-    if args.inception:
-        from diffdrl.metrics.generation import fid, load_feature_network
-
-        scores["fid"] = fid(load_feature_network(args.inception, "Inception"), images, generated)
-    if args.lpips:
-        from diffdrl.metrics.generation import load_feature_network, lpips
-
-        scores["reconstruction.lpips"] = lpips(load_feature_network(args.lpips, "LPIPS"), images, generated)
+    if inception is not None:
+        scores["fid"] = fid(inception, images, generated)
+    if lpips_net is not None:
+        scores["reconstruction.lpips"] = lpips(lpips_net, images, generated)
     path = save_grid(
         [images[:16], generated[:16]],
         _out(args, run, "reconstruction.png"),
@@ -167,7 +175,7 @@ def cmd_embeddings(args) -> None:
     from diffdrl.viz.unit_embeddings import save_unit_embeddings
 
     run = load_run(args.run, weights=args.weights)
-    units = [int(u) for u in args.units.split(",")] if args.units else None
+    units = list(args.units) if args.units else None
     path = save_unit_embeddings(
         run, _out(args, run, "unit_embeddings.png"), units, args.num, args.method, args.seed
     )
@@ -185,13 +193,14 @@ def add_picture_commands(sub) -> None:
 
     def viz_parser(name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
-        p.add_argument("run", help="run directory")
-        p.add_argument("--out", help="output PNG (default: RUN/samples/<name>.png)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("run", type=run_dir, help="run directory")
+        if name != "report":
+            p.add_argument("--out", type=output_file, help="output PNG (default: RUN/samples/<name>.png)")
+        p.add_argument("--seed", type=seed, default=0)
         if samples:  # commands that render images through a sampler
             p.add_argument(
                 "--steps",
-                type=int,
+                type=count,
                 help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
             )
         p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
@@ -199,7 +208,7 @@ def add_picture_commands(sub) -> None:
         return p
 
     p = viz_parser("swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap)
-    p.add_argument("--pairs", type=int, default=6, help="random (source, target) pairs from the dataset")
+    p.add_argument("--pairs", type=count, default=6, help="random (source, target) pairs from the dataset")
     p.add_argument("--source", help="uint8 images .npy/.npz (instead of dataset pairs)")
     p.add_argument("--target", help="uint8 images .npy/.npz, as many as --source")
     p.add_argument(
@@ -208,16 +217,20 @@ def add_picture_commands(sub) -> None:
         help="diffusion models: x_T shared by a column, fresh noise (default) or DDIM inversion of a source",
     )
     p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
-    p.add_argument("--values", type=int, default=8)
-    p.add_argument("--reference", type=int, default=1000, help="images whose units give the ranges")
+    p.add_argument("--values", type=count, default=8)
+    p.add_argument("--reference", type=count, default=1000, help="images whose units give the ranges")
     p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
-    p.add_argument("--pairs", type=int, default=4)
-    p.add_argument("--values", type=int, default=8)
+    p.add_argument("--pairs", type=count, default=4)
+    p.add_argument("--values", type=count, default=8)
     p = viz_parser("attention", "cross-attention map of every token", cmd_attention, samples=False)
-    p.add_argument("--num", type=int, default=4, help="images")
-    p.add_argument("--timesteps", help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)")
+    p.add_argument("--num", type=count, default=4, help="images")
+    p.add_argument(
+        "--timesteps",
+        type=comma_ints(0),
+        help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)",
+    )
     p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
-    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--num", type=count, default=8)
     p.add_argument(
         "--sampler", choices=tuple(SAMPLERS), help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
     )
@@ -237,15 +250,18 @@ def add_picture_commands(sub) -> None:
         cmd_embeddings,
         samples=False,
     )
-    p.add_argument("--units", help="comma-separated units (default: the 8 most informative)")
-    p.add_argument("--num", type=int, default=2000, help="images")
+    p.add_argument(
+        "--units", type=comma_ints(0), help="comma-separated units (default: the 8 most informative)"
+    )
+    p.add_argument("--num", type=count, default=2000, help="images")
     p.add_argument("--method", choices=("pca", "pacmap", "umap"), default="pca")
 
     p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
-    p.add_argument("--pairs", type=int, default=6)
+    p.add_argument("--out", help="report folder (default: RUN/report/)")
+    p.add_argument("--pairs", type=count, default=6)
 
     p = sub.add_parser(
         "schedules", help="plot alpha-bar and the information-bottleneck curve of each schedule"
     )
-    p.add_argument("--out", default="schedules.png")
+    p.add_argument("--out", type=output_file, default="schedules.png")
     p.set_defaults(func=cmd_schedules)

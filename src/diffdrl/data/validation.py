@@ -128,3 +128,20 @@ def grid_codes(path: str | Path, values: np.ndarray, names: tuple[str, ...]) -> 
             f"(first mismatch at image {bad[0]})",
         )
     return codes, sizes
+
+
+def check_user_images(path: str | Path, images, resolution: int | None = None, channels: int = 3) -> None:
+    """A user's image array: uint8 (n, H, W, C) with n >= 1 and, given ``resolution``, H = W =
+    ``resolution`` and C = ``channels`` (what the model takes). Shapes are reported in the user's
+    (n, H, W, C) layout, never the model's (B, C, H, W)."""
+    shape, dtype = tuple(images.shape), np.dtype(images.dtype)
+    if len(shape) != 4 or dtype != np.uint8:
+        raise file_error(path, f"images must be a uint8 array of shape (n, H, W, C), got {dtype} {shape}")
+    if shape[0] == 0:
+        raise file_error(path, f"holds no images (shape {shape}); give at least one")
+    if resolution is not None and shape[1:] != (resolution, resolution, channels):
+        raise file_error(
+            path,
+            f"images of shape (n, H, W, C) = {shape}, but the run's model takes (n, {resolution}, "
+            f"{resolution}, {channels}): {resolution}x{resolution} pixels, {channels} channels",
+        )

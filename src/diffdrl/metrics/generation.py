@@ -12,6 +12,7 @@ FID (Heusel et al. 2017) = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def load_feature_network(path: str | Path, what: str):
         if path.suffix == ".pt2":
             return torch.export.load(str(path)).module()
         return torch.jit.load(str(path), map_location="cpu").eval()
-    except (RuntimeError, ValueError, KeyError) as err:
+    except (RuntimeError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path} is not a TorchScript or torch.export {what} network: {first}") from None
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from diffdrl.atomic import atomic_write_text
+from diffdrl.atomic import atomic_write_text, remove_dead_temporaries
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.draws import StepDraws
@@ -48,15 +49,20 @@ from diffdrl.training.batches import (
     step_seed,
 )
 from diffdrl.training.checkpoint import (
+    checkpoints,
     latest_checkpoint,
     load_checkpoint,
+    newest_valid_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    remove_leftovers,
     save_checkpoint,
 )
 from diffdrl.training.config import Config, dump_config
 from diffdrl.training.ema import EMA
 from diffdrl.training.hardware import autocast, resolve_precision, sync_batchnorm, use_tf32
+from diffdrl.training.preemption import StopRequests, TrainingPreempted
+from diffdrl.training.run_lock import RunLock
 from diffdrl.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -88,11 +94,20 @@ def _set_lr(optimizer: torch.optim.Optimizer, step: int, config: Config) -> None
         group["lr"] = group["base_lr"] * scale
 
 
+def _row_step(line: str) -> int | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("step") if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 def _truncate_jsonl(path: Path, step: int) -> None:
-    """Drop log rows written after ``step`` (they belong to the run's abandoned future)."""
+    """Drop log rows written after ``step`` (they belong to the run's abandoned future), and a
+    line cut short by a kill in the middle of an append."""
     if path.exists():
-        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-        atomic_write_text(path, "".join(r + "\n" for r in rows))
+        steps = [(r, _row_step(r)) for r in path.read_text(errors="replace").splitlines()]
+        atomic_write_text(path, "".join(r + "\n" for r, s in steps if s is not None and s <= step))
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -101,15 +116,28 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 
 class Trainer:
-    """One training run: builds the model, optimizer, EMA and image source a config describes (or
-    restores them from the run's latest checkpoint), then ``train`` runs the loop.
+    """Trains one run directory, as its single writer (``run_lock``: the main process holds the lock
+    from construction until ``train`` returns or raises).
+
+    ``resume`` continues from the newest checkpoint, which must load: a corrupt one is an error that
+    names the newest valid checkpoint, to be chosen explicitly with ``resume_from`` (``"step_<k>"``
+    or ``k``; checkpoints after it are moved to ``checkpoints/abandoned/``). A run directory this
+    trainer created is removed again if training fails before its first checkpoint.
 
     Each step k draws everything from seeds derived from (train.seed, k), so the state to resume is
     the step and the tensors; with several processes each trains its slice of the global batch.
     """
 
-    def __init__(self, config: Config, run_dir: Path, resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        resume: bool = False,
+        progress: bool = True,
+        resume_from: str | int | None = None,
+    ):
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        resume = resume or resume_from is not None
         tc = config.train
         if tc.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("train.device is 'cuda' but no CUDA device is available")
@@ -129,6 +157,20 @@ class Trainer:
             )
         self.local_batch_size = tc.batch_size // self.world
         self.is_main = self.accelerator.is_main_process
+        self.lock, self.created = None, False
+        if self.is_main:
+            self.created = not self.run_dir.exists()
+            self.lock = RunLock(self.run_dir).acquire()
+        try:
+            self._setup(resume, resume_from)
+        except BaseException:
+            self._close(failed=True)
+            raise
+
+    def _setup(self, resume: bool, resume_from: str | int | None) -> None:
+        config, tc, progress = self.config, self.config.train, self.progress
+        if self.is_main:
+            self._remove_leftovers()
         fast = tc.fast_path and self.device.type == "cuda"
         self.precision, precision_note = resolve_precision(tc, self.device)
         self.channels_last = tc.channels_last or fast
@@ -156,8 +198,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.ema = EMA(self.unwrapped, tc.ema_decay)
         self.step, self.train_seconds = 0, 0.0
-        if resume and existing is not None:
-            self._load(existing)
+        self.window: list[float] = []  # losses since the last log row (saved in checkpoints)
+        if resume:
+            self._resume(resume_from)
         if tc.compile:
             self.model = torch.compile(self.model)
         self.images = image_source(self.dataset, self.device, tc.data_on_device, progress and self.is_main)
@@ -220,8 +263,63 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def _load(self, path: Path) -> None:
-        tensors, state = load_checkpoint(path)
+    def _remove_leftovers(self) -> None:
+        """What killed writers left behind: temporary checkpoint folders, half-written files."""
+        removed = remove_leftovers(self.run_dir) + remove_dead_temporaries(self.run_dir)
+        if removed:
+            names = ", ".join(p.name for p in removed)
+            note = f"removed {len(removed)} leftover(s) of interrupted writes: {names}"
+            logger.info(note)
+            if self.progress:
+                tqdm.write(f"{self.run_dir}: {note}", file=sys.stderr)
+
+    def _resume(self, resume_from: str | int | None) -> None:
+        """Load the newest checkpoint, or ``resume_from``; never silently an older one."""
+        if resume_from is not None:
+            name = str(resume_from) if str(resume_from).startswith("step_") else f"step_{resume_from}"
+            path = self.run_dir / "checkpoints" / name
+            if not path.is_dir():
+                have = ", ".join(p.name for _, p in checkpoints(self.run_dir)) or "none"
+                raise FileNotFoundError(
+                    f"--resume-from {resume_from}: no checkpoint {path} (checkpoints: {have})"
+                )
+            self._load(path, load_checkpoint(path))
+            if self.is_main:
+                self._set_aside_after(self.step)
+            return
+        newest = latest_checkpoint(self.run_dir)
+        if newest is None:
+            return
+        try:
+            loaded = load_checkpoint(newest)
+        except ValueError as err:
+            valid, _ = newest_valid_checkpoint(self.run_dir)
+            if valid is None:
+                raise ValueError(
+                    f"cannot resume {self.run_dir}: {err}; no checkpoint of the run loads, so start a new "
+                    "one (another --out)"
+                ) from None
+            raise ValueError(
+                f"cannot resume {self.run_dir}: {err}; the newest valid checkpoint is {valid.name}: continue "
+                f"from it with --resume-from {valid.name} (later checkpoints are then moved to "
+                "checkpoints/abandoned/)"
+            ) from None
+        self._load(newest, loaded)
+
+    def _set_aside_after(self, step: int) -> None:
+        """Move the checkpoints after ``step`` to ``checkpoints/abandoned/`` (kept, not deleted)."""
+        later = [p for s, p in checkpoints(self.run_dir) if s > step]
+        for path in later:
+            target = path.parent / "abandoned" / path.name
+            target.parent.mkdir(exist_ok=True)
+            if target.exists():
+                target = target.with_name(f"{path.name}-{int(time.time())}")
+            path.rename(target)
+        if later and self.progress:
+            tqdm.write(f"moved {', '.join(p.name for p in later)} to {self.run_dir}/checkpoints/abandoned/")
+
+    def _load(self, path: Path, loaded: tuple[dict, dict]) -> None:
+        tensors, state = loaded
         try:
             self.unwrapped.load_state_dict(tensors["model"])
             self.ema.load_state_dict(tensors["ema"])
@@ -233,9 +331,31 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if self.scaler is not None and state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
+        windows = state.get("log_window")
+        self.window = list(windows[self.rank]) if windows and len(windows) == self.world else []
+
+    def _log_windows(self) -> list[list[float]]:
+        """Every process's losses since the last log row (every process must call this)."""
+        if self.world == 1 or not self.window:
+            return [list(self.window)]
+        from accelerate.utils import gather
+
+        values = gather(torch.tensor(self.window, dtype=torch.float64, device=self.device))
+        return values.view(self.world, -1).tolist()
+
+    def _close(self, failed: bool) -> None:
+        """Release the run's lock; after a failure, remove a run directory this trainer created if
+        it holds no checkpoint (nothing of value: a config and partial logs)."""
+        if self.lock is None:
+            return
+        if failed and self.created and latest_checkpoint(self.run_dir) is None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.lock.release()
+        self.lock = None
 
     def save(self, loss: float | None) -> Path | None:
         """Checkpoint the current step (main process only; the others wait for it)."""
+        windows = self._log_windows()
         if not self.is_main:
             self.accelerator.wait_for_everyone()
             return None
@@ -245,6 +365,7 @@ class Trainer:
             "seed": self.config.train.seed,
             "loss": loss,
             "train_seconds": self.train_seconds,
+            "log_window": windows,  # so the first log row after a resume averages the same steps
             "rng": "counter-based: every draw of step k is seeded by (train.seed, k)",
             "optimizer": opt_meta,
             "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -319,9 +440,22 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
-        """Train from the current step to ``train.steps`` (or the time budget), logging, evaluating,
-        refitting anchors and checkpointing on their schedules; a non-finite loss stops it with
-        ``NonFiniteLossError`` and no new checkpoint."""
+        """Train to ``train.steps`` (or the time budget). On SIGTERM, SIGINT or SIGUSR1, checkpoint
+        at the end of the current step and raise ``TrainingPreempted``; a non-finite loss raises
+        ``NonFiniteLossError`` and writes no checkpoint. Releases the run's lock."""
+        failed = True
+        try:
+            with StopRequests() as stop:
+                result = self._train(stop)
+            failed = False
+            return result
+        except TrainingPreempted:
+            failed = False
+            raise
+        finally:
+            self._close(failed)
+
+    def _train(self, stop: StopRequests) -> TrainResult:
         tc = self.config.train
         from torch.utils.tensorboard import SummaryWriter
 
@@ -346,7 +480,7 @@ class Trainer:
                     writer.add_scalar(prefix + key, value, self.step)
 
         self.model.train()
-        loss_value, window, tick = None, [], time.perf_counter()
+        loss_value, timed, tick = None, 0, time.perf_counter()  # timed: steps in the images/s window
         window_start = tick
         last_saved = latest_checkpoint(self.run_dir)
         if self.out_of_time():
@@ -355,7 +489,8 @@ class Trainer:
             for step, images in stream:
                 loss_value = self._step(step, images, last_saved)
                 self.step = step + 1
-                window.append(loss_value)
+                self.window.append(loss_value)
+                timed += 1
                 bar.update(1)
                 side_jobs = time.perf_counter()  # refits, evaluations, checkpoints: not throughput
                 self.train_seconds += side_jobs - tick
@@ -373,7 +508,7 @@ class Trainer:
                 if self.step % tc.log_every == 0 or last:
                     terms = getattr(self.unwrapped, "last_terms", {})
                     loss_mean, *term_means = self._mean_over_processes(
-                        [sum(window) / len(window), *(float(v) for v in terms.values())]
+                        [sum(self.window) / len(self.window), *(float(v) for v in terms.values())]
                     )
                     if self.is_main:
                         row = {
@@ -381,20 +516,27 @@ class Trainer:
                             "train_seconds": self.train_seconds,
                             "loss": loss_mean,
                             "lr": lr_at(step, self.config),
-                            "images_per_s": len(window) * tc.batch_size / (side_jobs - window_start),
+                            "images_per_s": timed * tc.batch_size / (side_jobs - window_start),
                             **dict(zip(terms, term_means, strict=True)),
                         }
                         if self.anchors is not None and self.anchors.last_lambda is not None:
                             row["anchoring_lambda"] = float(self.anchors.last_lambda)
                         log(row, "train_log.jsonl", "train/")
                         bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-                    window, window_start = [], side_jobs
+                    self.window, timed, window_start = [], 0, side_jobs
                 if self.is_main and (self.step % tc.eval_every == 0 or last):
                     log(self.evaluate(), "metrics.jsonl")
                 if self.is_main and self._metrics_due():
                     log(self.evaluate_metrics(), "metrics.jsonl", "metrics/")
-                if self.step % tc.checkpoint_every == 0 or last:
+                saved = self.step % tc.checkpoint_every == 0 or last
+                if saved:
                     last_saved = self.save(loss_value)
+                if not last and (signal_name := self._agree_on_stop(stop)):
+                    if not saved:
+                        last_saved = self.save(loss_value)
+                    if self.is_main:
+                        bar.write(f"{signal_name}: checkpointed step {self.step} ({last_saved}); stopping")
+                    raise TrainingPreempted(signal_name, self.step, last_saved)
                 tick = time.perf_counter()
                 window_start += tick - side_jobs
                 if last:
@@ -404,6 +546,17 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return TrainResult(self.run_dir, self.step, loss_value, latest_checkpoint(self.run_dir))
+
+    def _agree_on_stop(self, stop: StopRequests) -> str | None:
+        """The stop signal's name if any process received one (all processes stop at the same step)."""
+        if self.world == 1:
+            return stop.signal_name
+        from accelerate.utils import reduce
+
+        flag = torch.tensor([float(stop.signal_name is not None)], device=self.device)
+        if float(reduce(flag, "sum")) == 0:
+            return None
+        return stop.signal_name or "a stop signal (on another process)"
 
     def _mean_over_processes(self, values: list[float]) -> list[float]:
         """The mean of each value over the processes (every process must call this), so that
@@ -457,6 +610,13 @@ class Trainer:
         return loss_value
 
 
-def train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``config`` into ``run_dir`` (continuing its latest checkpoint when ``resume``)."""
-    return Trainer(config, run_dir, resume=resume, progress=progress).train()
+def train(
+    config: Config,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    resume_from: str | int | None = None,
+) -> TrainResult:
+    """Train ``config`` into ``run_dir`` (continuing its newest checkpoint when ``resume``, or
+    checkpoint ``resume_from``); see ``Trainer`` for locking and preemption."""
+    return Trainer(config, run_dir, resume=resume, progress=progress, resume_from=resume_from).train()
