@@ -41,6 +41,14 @@ count = at_least(1)  # how many images, pairs, values, samples: at least one
 seed = at_least(0)  # numpy seeds are non-negative
 
 
+def port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535."""
+    value = at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in [1, 65535], got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from conftest import TINY
 from diffdrl.explore.app import create_app
@@ -19,8 +20,13 @@ SMALL = {"reference": 200, "factor_samples": 300}  # quick quantiles and unit-fa
 
 @pytest.fixture(scope="session")
 def explorer(trained_tiny, tmp_path_factory):
-    """An explorer over the session's tiny trained EncDiff run."""
-    ex = Explorer(load_run(trained_tiny.path), cache_dir=tmp_path_factory.mktemp("explore_cache"), **SMALL)
+    """An explorer over the session's tiny trained EncDiff run, its tokens scaled up: a 4-step model
+    barely reads its units, and the page's tests must see a moved slider move pixels."""
+    run = load_run(trained_tiny.path)
+    with torch.no_grad():
+        run.model.token_bank.weights[-1].mul_(30.0)
+        run.model.token_bank.biases[-1].mul_(30.0)
+    ex = Explorer(run, cache_dir=tmp_path_factory.mktemp("explore_cache"), **SMALL)
     yield ex
     ex.close()
 

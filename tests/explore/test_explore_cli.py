@@ -8,7 +8,7 @@ from diffdrl.explore import server
 
 
 def test_binds_loopback_unless_told_otherwise(trained_tiny, monkeypatch, capsys):
-    args = build_parser().parse_args(["explore", "runs/x"])
+    args = build_parser().parse_args(["explore", str(trained_tiny.path)])
     assert (args.host, args.port) == ("127.0.0.1", 8008)
     served = {}
     real = server.open_explorer  # the real explorer, with the tests' quick unit-label fit
@@ -25,4 +25,4 @@ def test_user_errors_exit_2(tmp_path, trained_tiny, capsys):
     assert main(["explore", str(tmp_path / "missing")]) == 2
     assert "not a diffdrl run directory" in capsys.readouterr().err
     assert main(["explore", str(trained_tiny.path), "--port", "70000"]) == 2
-    assert "port must be an integer in [0, 65535], got 70000" in capsys.readouterr().err
+    assert "argument --port: must be a port number in [1, 65535], got '70000'" in capsys.readouterr().err

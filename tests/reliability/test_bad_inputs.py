@@ -198,6 +198,11 @@ CASES = [
     (["traverse", "{EMPTY}"], "has no checkpoint yet"),
     # interpolate
     (["interpolate", "{R}", "--pairs", "0"], "argument --pairs: must be an integer >= 1"),
+    # explore (bad arguments stop it before any server starts)
+    (["explore", "{B}/no_such_run"], "no_such_run is not a diffdrl run directory"),
+    (["explore", "{R}", "--port", "0"], "argument --port: must be an integer >= 1"),
+    (["explore", "{R}", "--port", "70000"], "argument --port: must be a port number in [1, 65535]"),
+    (["explore", "{R}", "--weights", "best"], "argument --weights: invalid choice: 'best'"),
     (["interpolate", "{R}", "--values", "0"], "argument --values"),
     # attention
     (["attention", "{R}", "--num", "0"], "argument --num: must be an integer >= 1"),
