@@ -32,8 +32,10 @@ class SideJobs:
             with self.autocast():
                 kwargs = {"shuffle_tokens": True} if shuffle else {}
                 losses[shuffle] = float(model(x, generator=gen, **kwargs))
+            if not shuffle:  # the loss's parts on the held-out batch (a first stage's PSNR, SSIM, usage)
+                terms = {f"eval/{k}": float(v) for k, v in getattr(model, "last_terms", {}).items()}
         model.train()
-        row = {"step": self.step, "train_seconds": self.train_seconds, "eval/loss": losses[False]}
+        row = {"step": self.step, "train_seconds": self.train_seconds, "eval/loss": losses[False], **terms}
         if True in losses:
             row["eval/loss_shuffled_tokens"] = losses[True]
             row["eval/token_reliance"] = losses[True] / losses[False] - 1.0
