@@ -51,8 +51,8 @@ def export_dir(path: str | Path) -> Path:
             f"`diffdrl train-autoencoder --out {path} --resume`"
         )
     raise FileNotFoundError(
-        f"model.first_stage.path={str(path)!r}: no first-stage run there (train one with "
-        f"`diffdrl train-autoencoder --config tiny-cpu-first-stage --out {path}`)"
+        f"model.first_stage.path={str(path)!r}: no first-stage run there (train one with `diffdrl "
+        f"train-autoencoder --config first-stage-vq --out {path}`, or --config tiny-cpu-first-stage on a CPU)"
     )
 
 
