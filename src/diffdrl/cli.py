@@ -168,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train-autoencoder", help="train a first-stage VQ/KL autoencoder for latent diffusion, then export it"
     )
-    p.add_argument("--config", default="tiny-cpu-first-stage", help="preset or YAML (default: tiny-cpu-first-stage)")
+    p.add_argument(
+        "--config", default="tiny-cpu-first-stage", help="preset or YAML (default: tiny-cpu-first-stage)"
+    )
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (and re-export it)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

@@ -39,9 +39,17 @@ TINY_LATENT = [
 
 
 @pytest.fixture
+def tiny_stage_overrides():
+    return list(TINY_STAGE)
+
+
+@pytest.fixture
 def stage_config():
     def make(*overrides: str, resolution: int = 16, kind: str = "vq"):
-        preset, own = {"vq": ("tiny-cpu-first-stage", ["model.codebook_size=16"]), "kl": ("first-stage-kl", [])}[kind]
+        preset, own = {
+            "vq": ("tiny-cpu-first-stage", ["model.codebook_size=16"]),
+            "kl": ("first-stage-kl", []),
+        }[kind]
         return load_config(preset, [*TINY_STAGE, *own, f"data.resolution={resolution}", *overrides])
 
     return make
@@ -53,7 +61,9 @@ def trained_stage(tmp_path_factory):
     from diffdrl.training.first_stage_export import train_autoencoder
 
     run = tmp_path_factory.mktemp("stage") / "vq"
-    config = load_config("tiny-cpu-first-stage", [*TINY_STAGE, "model.codebook_size=16", "data.resolution=64", "train.steps=2"])
+    config = load_config(
+        "tiny-cpu-first-stage", [*TINY_STAGE, "model.codebook_size=16", "data.resolution=64", "train.steps=2"]
+    )
     train_autoencoder(config, run, progress=False)
     return run
 

@@ -80,7 +80,10 @@ def test_restarts_are_reproducible_from_the_generator():
         codebook = torch.nn.Embedding(8, 2)
         codebook.weight.data.fill_(5.0)
         vq = VectorQuantizer(QuantizerConfig(), codebook).train()
-        vq(torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1)), torch.Generator().manual_seed(seed))
+        vq(
+            torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1)),
+            torch.Generator().manual_seed(seed),
+        )
         return codebook.weight.detach().clone()
 
     assert torch.equal(run(0), run(0))
@@ -111,8 +114,14 @@ def test_first_stage_resumes_exactly(stage_config, tmp_path):
 
 def test_discriminator_joins_after_its_start_step(stage_config):
     model = registry.build(
-        stage_config("model.discriminator.enabled=true", "model.discriminator.start=1",
-                     "model.discriminator.width=8", "model.discriminator.layers=1").model, 16, seed=0
+        stage_config(
+            "model.discriminator.enabled=true",
+            "model.discriminator.start=1",
+            "model.discriminator.width=8",
+            "model.discriminator.layers=1",
+        ).model,
+        16,
+        seed=0,
     ).train()
     x = torch.rand(4, 3, 16, 16) * 2 - 1
     model(x).backward()

@@ -89,7 +89,9 @@ def test_latent_encdiff_generates_64x64_images_through_the_first_stage(latent_co
 
 
 def test_mismatched_first_stage_is_a_one_line_error(latent_config):
-    with pytest.raises(ValueError, match="trained on 64x64 images with 3 channels, but this run has 32x32") as err:
+    with pytest.raises(
+        ValueError, match="trained on 64x64 images with 3 channels, but this run has 32x32"
+    ) as err:
         registry.build(latent_config("data.resolution=32").model, 32)
     assert "\n" not in str(err.value)
 
@@ -109,8 +111,16 @@ def test_missing_or_stale_first_stage_is_an_error(latent_config, trained_stage, 
 def test_cli_reports_a_mismatched_first_stage_in_one_line(trained_stage, tmp_path, capsys):
     from diffdrl.cli import main
 
-    status = main(["train", "--config", "tiny-cpu", "--out", str(tmp_path / "r"),
-                   f"model.first_stage.path={trained_stage}"])
+    status = main(
+        [
+            "train",
+            "--config",
+            "tiny-cpu",
+            "--out",
+            str(tmp_path / "r"),
+            f"model.first_stage.path={trained_stage}",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "trained on 64x64" in err
 

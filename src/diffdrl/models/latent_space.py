@@ -65,9 +65,14 @@ def read_info(path: str | Path) -> dict:
         raise ValueError(f"{directory / INFO_FILE} is corrupt: {err}") from None
     missing = [k for k in ("kind", "resolution", "channels", "latent_shape") if k not in info]
     if missing or info["kind"] not in KINDS:
-        raise ValueError(f"{directory / INFO_FILE}: needs kind in {KINDS}, resolution, channels, latent_shape")
-    steps = [int(m.group(1)) for p in (directory.parent / "checkpoints").glob("step_*")
-             if (m := re.fullmatch(r"step_(\d+)", p.name))]
+        raise ValueError(
+            f"{directory / INFO_FILE}: needs kind in {KINDS}, resolution, channels, latent_shape"
+        )
+    steps = [
+        int(m.group(1))
+        for p in (directory.parent / "checkpoints").glob("step_*")
+        if (m := re.fullmatch(r"step_(\d+)", p.name))
+    ]
     if directory.name == EXPORT_DIR and steps and max(steps) != info.get("step"):
         raise ValueError(
             f"the first-stage export in {directory} is from step {info.get('step')} but the run's latest "
@@ -118,7 +123,9 @@ class FrozenFirstStage(nn.Module):
         """Set ``scale`` = 1 / std of the latents of ``x`` (LDM's scale_by_std, on the first batch)."""
         std = float(self.raw_latents(x).float().std())
         if not std > 0:
-            raise ValueError(f"the first stage's latents of the calibration batch have std {std}; cannot scale")
+            raise ValueError(
+                f"the first stage's latents of the calibration batch have std {std}; cannot scale"
+            )
         self.scale.fill_(1.0 / std)
         return 1.0 / std
 

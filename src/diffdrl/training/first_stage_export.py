@@ -41,29 +41,45 @@ def export_first_stage(run_dir: str | Path, weights: str = "ema") -> Path:
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint to export yet")
     model = load_model(run_dir, checkpoint, weights=weights)
+    step = int(checkpoint.name.removeprefix("step_"))
+    return write_export(model, run_dir / EXPORT_DIR, config, step=step, weights=weights)
+
+
+def write_export(model, final: Path, config: Config, step: int | None = None, weights: str = "ema") -> Path:
+    """``save_pretrained`` of a first-stage model plus its ``first_stage.json``, atomically into
+    ``final``. ``step`` None: an untrained network (the throughput benchmark's stand-in)."""
+    final = Path(final)
     info = {
         "kind": config.model.name,
         "resolution": config.data.resolution,
         "channels": model.channels,
         "latent_shape": list(model.latent_shape),
         "factor": model.config.factor,
-        "step": int(checkpoint.name.removeprefix("step_")),
-        "weights": weights,
+        "step": step,
+        "weights": weights if step is not None else "untrained",
         "dataset": config.data.name,
     }
-    final = run_dir / EXPORT_DIR
-    tmp = run_dir / f".tmp-{EXPORT_DIR}-{os.getpid()}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.net.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
     if final.exists():
-        old = run_dir / f".old-{EXPORT_DIR}-{os.getpid()}"
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
     return final
+
+
+def export_untrained(config: Config, final: str | Path, seed: int = 0) -> Path:
+    """A first stage at its random initialisation, exported: enough to time latent training."""
+    from diffdrl.models import registry
+
+    check_first_stage_config(config)
+    return write_export(registry.build(config.model, config.data.resolution, seed=seed), Path(final), config)
 
 
 def train_autoencoder(

@@ -73,6 +73,11 @@ def build_report(
     Every section that applies to the run's model and dataset is drawn; each one that does not
     (a VAE has no tokens, attention or noise schedule; an unlabelled dataset no factors) keeps its
     heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option."""
+    if getattr(run.model, "is_first_stage", False):  # an autoencoder: reconstructions, not units
+        from diffdrl.viz.first_stage_report import build_first_stage_report
+
+        resolve_sampling(run.model, steps=steps)
+        return build_first_stage_report(run, out_dir, seed=seed, progress=progress)
     out = Path(out_dir) if out_dir else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     model, sections = run.model, []
@@ -170,6 +175,13 @@ def build_report(
         )
         note = f"{record['checkpoint']}, {record['weights']} weights, preset {record['preset']}"
         metrics_html = f"<h2>Metrics</h2><p>{html.escape(note)}</p><table>{cells}</table>"
+    return write_page(run, out, sections, metrics_html)
+
+
+def write_page(
+    run: Run, out: Path, sections: list[tuple[str, Path | None, str]], head_html: str = ""
+) -> Path:
+    """``out/report.html``: ``head_html``, then each (title, PNG or None, note) section, then the config."""
     body = "".join(
         f"<h2>{html.escape(t)}</h2><p>{html.escape(n)}</p>"
         + (f'<img src="data:image/png;base64,{_b64(p)}" alt="{html.escape(t)}">' if p else "")
@@ -181,7 +193,7 @@ def build_report(
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
         "img{max-width:100%}pre{background:#f4f4f4;padding:.6em;font-size:12px}"
         "td{padding:2px 10px;border-bottom:1px solid #ddd}</style></head><body>"
-        f"<h1>Run {html.escape(str(run.path))}</h1>{metrics_html}{body}"
+        f"<h1>Run {html.escape(str(run.path))}</h1>{head_html}{body}"
         f"<h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></body></html>"
     )
     path = out / "report.html"
