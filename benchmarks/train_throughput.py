@@ -5,6 +5,11 @@ steady-state steps (batch rendering, forward, backward, AdamW, EMA), excluding s
 Also times the procedural renderer alone, to show data generation is off the critical path.
 
     python benchmarks/train_throughput.py                     # tiny-cpu and paper on this machine
+    python benchmarks/train_throughput.py --presets paper,paper-latent   # pixel vs latent, one run
+
+A latent preset whose ``model.first_stage.path`` does not exist is timed on an untrained first
+stage of the preset that path is named after (``runs/first-stage-vq`` -> ``first-stage-vq``):
+the cost per image does not depend on the weights. Its encoding is part of every training step.
     python benchmarks/train_throughput.py --presets paper --device cuda --batch-size 128 \
         --extra train.mixed_precision=bf16 train.channels_last=true
 """
@@ -40,6 +45,12 @@ def time_training(preset: str, steps: int, batch_size: int | None, device: str, 
         overrides.append(f"train.batch_size={batch_size}")
     config = load_config(preset, overrides)
     with tempfile.TemporaryDirectory() as tmp:
+        stage = getattr(config.model, "first_stage", None)
+        if stage is not None and stage.path and not Path(stage.path).exists():
+            from diffdrl.training.first_stage_export import export_untrained
+
+            stand_in = load_config(Path(stage.path).name, [f"data.resolution={config.data.resolution}"])
+            stage.path = str(export_untrained(stand_in, Path(tmp) / "first_stage"))
         trainer = Trainer(config, Path(tmp) / "run", progress=False)
         params = sum(p.numel() for p in trainer.unwrapped.parameters())
         trainer.train()

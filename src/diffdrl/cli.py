@@ -57,6 +57,22 @@ def cmd_train(args) -> None:
     )
 
 
+def cmd_train_autoencoder(args) -> None:
+    from diffdrl.training.config import dump_config
+    from diffdrl.training.first_stage_export import check_first_stage_config, train_autoencoder
+
+    config, out = _config_for_train(args)
+    check_first_stage_config(config)
+    if args.dry_run:
+        print(dump_config(config), end="")
+        return
+    result, export = train_autoencoder(config, out, resume=args.resume, progress=not args.no_progress)
+    done = f"trained {result.run_dir} to step {result.step}" if result.loss is not None else (
+        f"{result.run_dir} is already at step {result.step}"
+    )
+    print(f"{done}; exported the first stage to {export} (use model.first_stage.path={result.run_dir})")
+
+
 def cmd_encode(args) -> None:
     from diffdrl.api import encode_images, load_model, load_run_config
     from diffdrl.data import make_dataset
@@ -167,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "train-autoencoder", help="train a first-stage VQ/KL autoencoder for latent diffusion, then export it"
+    )
+    p.add_argument(
+        "--config", default="tiny-cpu-first-stage", help="preset or YAML (default: tiny-cpu-first-stage)"
+    )
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (and re-export it)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.set_defaults(func=cmd_train_autoencoder)
 
     p = sub.add_parser("encode", help="encode images into units with a trained run")
     p.add_argument("run", type=run_dir, help="run directory")

@@ -74,8 +74,10 @@ def sample(
     eta: float = DEFAULT_SAMPLING.eta,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    clamp: bool = True,
 ) -> torch.Tensor:
-    """Run the reverse process from ``x_T`` to x_0 (clamped to [-1, 1]).
+    """Run the reverse process from ``x_T`` to x_0 (clamped to [-1, 1] unless ``clamp=False``:
+    a first stage's latents have no such range).
 
     ``eta`` is DDIM's stochasticity (0: deterministic, 1: DDPM-like; EncDiff samples with 1).
     ``generator`` drives the noise of stochastic steps (DDPM, DDIM with eta > 0).
@@ -93,7 +95,7 @@ def sample(
     for t in tqdm(scheduler.timesteps, disable=not progress, desc=f"{sampler} sampling", leave=False):
         eps = denoise(x, t.expand(x.shape[0]))
         x = scheduler.step(eps, t, x, **extra).prev_sample
-    return x.clamp(-1.0, 1.0)
+    return x.clamp(-1.0, 1.0) if clamp else x
 
 
 @torch.no_grad()

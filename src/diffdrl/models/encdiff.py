@@ -14,8 +14,10 @@ NeurIPS 2024. The whole path, top to bottom:
 | denoiser    | eps_theta (U-Net with cross-attention over c) |
 | anchors     | DyGA's Gaussian anchors (Jun et al., WACV 2025); identity unless enabled |
 
-Deviation: pixel space by default (the paper's latent VQ stage is a separate module); the paper
-reports pixel space works as well on Shapes3D (METHODS.md).
+Space: pixels by default; with ``first_stage.path`` the diffusion runs on z0 = scale E(x0), the
+latents of a frozen first stage (models/latent_space.py), as both papers do. The encoder still
+reads the pixels x0; generation samples latents and decodes them, D(z0 / scale). The paper reports
+pixel space works as well on Shapes3D (METHODS.md).
 
 The paper's ablations are config values (presets ``*-adagn``, ``*-encdiffv``): AdaGN conditioning
 (``denoiser.conditioning``, see denoiser.py) and EncDiff-V (``token_bank.kind="vector"``): the
@@ -40,6 +42,7 @@ from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
 from diffdrl.models.encoder import Encoder, EncoderConfig
+from diffdrl.models.latent_space import FirstStageConfig, FrozenFirstStage
 from diffdrl.models.token_bank import TokenBank, TokenBankConfig
 
 
@@ -60,6 +63,7 @@ class EncDiffConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     anchoring: AnchoringConfig = field(default_factory=AnchoringConfig)
+    first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)  # latent diffusion when set
 
     def __post_init__(self):
         if self.name != "encdiff":
@@ -95,22 +99,28 @@ class EncDiff(nn.Module):
     def __init__(self, config: EncDiffConfig, resolution: int, channels: int = 3):
         super().__init__()
         self.config, self.resolution, self.channels = config, resolution, channels
+        path = config.first_stage.path
+        self.first_stage = FrozenFirstStage(path, resolution, channels) if path else None
+        # (C, H, W) of what is diffused and of the sampler's x_T: latents or pixels
+        self.noise_shape = self.first_stage.latent_shape if path else (channels, resolution, resolution)
         features = config.token_bank.in_features(config.units, config.token_dim)  # N (EncDiff-V: N d)
         self.encoder = Encoder(config.encoder, features, resolution, channels)
         self.token_bank = TokenBank(config.token_bank, config.units, config.token_dim)
         self.anchors = GaussianAnchors(config.anchoring, config.units, config.token_dim)
-        self.denoiser = Denoiser(config.denoiser, config.token_dim, resolution, channels, config.units)
+        c, side, _ = self.noise_shape
+        self.denoiser = Denoiser(config.denoiser, config.token_dim, side, c, config.units)
         self.schedule = NoiseSchedule(config.schedule)
 
     def param_groups(self, lr: float) -> list[dict]:
         """One group at ``lr``, or with ``encoder_lr_scale`` != 1 the encoder and token bank in a
         group of their own at the scaled rate (one group keeps older checkpoints loadable)."""
         scale = self.config.encoder_lr_scale
+        trained = [p for p in self.parameters() if p.requires_grad]  # not a frozen first stage
         if scale == 1.0:
-            return [{"params": list(self.parameters()), "lr": lr}]
+            return [{"params": trained, "lr": lr}]
         own = [*self.encoder.parameters(), *self.token_bank.parameters()]
         ids = {id(p) for p in own}
-        rest = [p for p in self.parameters() if id(p) not in ids]
+        rest = [p for p in trained if id(p) not in ids]
         return [{"params": own, "lr": lr * scale}, {"params": rest, "lr": lr}]
 
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -126,6 +136,10 @@ class EncDiff(nn.Module):
         """The tokens the denoiser reads: anchored when DyGA is on and fitted."""
         return self.anchors(self.token_bank(units))  # (B, N, d)
 
+    def diffusion_input(self, x0: torch.Tensor) -> torch.Tensor:
+        """What the diffusion runs on for images x0 in [-1, 1]: x0, or its scaled latents z0."""
+        return x0 if self.first_stage is None else self.first_stage.encode(x0)  # (B, C', h, w)
+
     def forward(
         self, x0: torch.Tensor, draws: StepDraws | None = None, shuffle_tokens: bool = False
     ) -> torch.Tensor:
@@ -140,7 +154,7 @@ class EncDiff(nn.Module):
             c = c.roll(1, dims=0)
         return epsilon_loss(
             lambda x_t, t: self.denoiser(x_t, t, c),
-            x0,
+            self.diffusion_input(x0),
             schedule=self.schedule,
             kind=self.config.loss,
             draws=draws,
@@ -168,20 +182,21 @@ class EncDiff(nn.Module):
         batch_size: int = 256,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] denoised from ``x_T`` (default: N(0, I) drawn from ``seed``)
-        under ``tokens`` (B, N, d). Same seed and tokens give the same images."""
+        """Images (B, C, H, W) in [-1, 1] denoised from ``x_T`` (B, *noise_shape) (default: N(0, I)
+        drawn from ``seed``) under ``tokens`` (B, N, d), decoded by the first stage if there is one.
+        Same seed and tokens give the same images."""
         device = self.schedule.betas.device
         tokens = tokens.to(device)
         gen = torch.Generator(device).manual_seed(seed)
         if x_T is None:
-            shape = (len(tokens), self.channels, self.resolution, self.resolution)
-            x_T = torch.randn(shape, generator=gen, device=device)
+            x_T = torch.randn((len(tokens), *self.noise_shape), generator=gen, device=device)
         betas = make_betas(self.config.schedule)
+        pixels = self.first_stage is None
         parts = [
-            sample(denoise, x, betas, sampler, steps, eta, gen, progress)
+            sample(denoise, x, betas, sampler, steps, eta, gen, progress, clamp=pixels)
             for denoise, x in self._batches(tokens, x_T.to(device), batch_size)
         ]
-        return torch.cat(parts)
+        return torch.cat(parts if pixels else [self.first_stage.decode(z) for z in parts])
 
     @torch.no_grad()
     def invert(
@@ -191,12 +206,14 @@ class EncDiff(nn.Module):
         steps: int = DEFAULT_SAMPLING.steps,
         batch_size: int = 256,
     ) -> torch.Tensor:
-        """Deterministic DDIM inversion of images x0 (B, C, H, W) under their tokens: the x_T from
-        which ``generate(tokens, 'ddim', steps, eta=0, x_T=...)`` retraces x0 (faithful edits)."""
+        """Deterministic DDIM inversion of images x0 (B, C, H, W) under their tokens: the x_T (of
+        their latents, with a first stage) from which ``generate(tokens, 'ddim', steps, eta=0,
+        x_T=...)`` retraces x0 (faithful edits)."""
         betas = make_betas(self.config.schedule)
         device = self.schedule.betas.device
+        z0 = self.diffusion_input(x0.to(device))
         parts = [
             ddim_invert(denoise, x, betas, steps)
-            for denoise, x in self._batches(tokens.to(device), x0.to(device), batch_size)
+            for denoise, x in self._batches(tokens.to(device), z0, batch_size)
         ]
         return torch.cat(parts)

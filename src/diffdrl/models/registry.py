@@ -14,12 +14,17 @@ The model contract the trainer, the metrics and the pictures rely on:
 - optional ``last_terms: dict[str, Tensor]``, the loss's parts from the last forward, logged as
   ``train/<name>``;
 - optional ``anchors`` (DyGA's ``GaussianAnchors``), refitted on its schedule.
+
+First stages (``vq``, ``kl``) train under the same contract but have no units: ``is_first_stage``
+is true, ``encode`` is a ``ValueError`` saying so, and ``encode_latents`` / ``decode_latents`` are
+what EncDiff's ``model.first_stage.path`` uses.
 """
 
 from __future__ import annotations
 
 from diffdrl.models.encdec import EncDec, EncDecConfig
 from diffdrl.models.encdiff import EncDiff, EncDiffConfig
+from diffdrl.models.first_stage import KLAutoencoder, KLAutoencoderConfig, VQAutoencoder, VQAutoencoderConfig
 from diffdrl.models.vae import BetaTCVAE, BetaTCVAEConfig, BetaVAE, BetaVAEConfig, FactorVAE, FactorVAEConfig
 
 MODELS: dict[str, tuple[type, type]] = {
@@ -28,6 +33,8 @@ MODELS: dict[str, tuple[type, type]] = {
     "betavae": (BetaVAEConfig, BetaVAE),
     "betatcvae": (BetaTCVAEConfig, BetaTCVAE),
     "factorvae": (FactorVAEConfig, FactorVAE),
+    "vq": (VQAutoencoderConfig, VQAutoencoder),  # first stages (models/first_stage.py): no units
+    "kl": (KLAutoencoderConfig, KLAutoencoder),
 }
 
 

@@ -80,6 +80,8 @@ def representation(
     """
     if kind not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {kind!r}")
+    if getattr(model, "is_first_stage", False):
+        model.encode(None)  # a first stage's one-line refusal, before any images are drawn
     if kind == "tokens" and (reason := tokens_unavailable(model, "the 'tokens' representation")):
         raise ValueError(reason)
     if kind == "units":

@@ -34,8 +34,10 @@ def held_out_loss(
         with autocast():
             kwargs = {"shuffle_tokens": True} if shuffle else {}
             losses[shuffle] = float(model(x, draws=draws, **kwargs))
+        if not shuffle:  # the loss's parts on the held-out batch (a first stage's PSNR, SSIM, usage)
+            terms = {f"eval/{k}": float(v) for k, v in getattr(model, "last_terms", {}).items()}
     model.train()
-    row = {"eval/loss": losses[False]}
+    row = {"eval/loss": losses[False], **terms}
     if True in losses:
         row["eval/loss_shuffled_tokens"] = losses[True]
         row["eval/token_reliance"] = losses[True] / losses[False] - 1.0

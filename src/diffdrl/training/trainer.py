@@ -184,6 +184,10 @@ class Trainer:
             if unknown:
                 raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
         model = registry.build(config.model, config.data.resolution, seed=config.train.seed).to(self.device)
+        stage = getattr(model, "first_stage", None)  # latent diffusion: LDM's scale_by_std, measured once
+        if stage is not None and latest_checkpoint(self.run_dir) is None:  # a resume loads its scale
+            first = batch_index(len(self.dataset), tc.batch_size, tc.seed, 0)  # the global batch of step 0
+            stage.calibrate(to_model_input(torch.as_tensor(self.dataset.images_at(first))).to(self.device))
         model, batchnorm_note = sync_batchnorm(model, self.device, self.world)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -122,9 +122,10 @@ def _passes(model, x0: torch.Tensor, tokens: torch.Tensor, timesteps, seed: int)
     if any(not 0 <= t < T for t in timesteps):
         raise ValueError(f"timesteps must lie in [0, {T}), got {timesteps}")
     gen = torch.Generator(x0.device).manual_seed(seed)
+    z0 = model.diffusion_input(x0)  # latents with a first stage: maps at latent resolution, upsampled
     for t in timesteps:
         t_batch = torch.full((len(x0),), t, device=x0.device, dtype=torch.long)
-        x_t = model.schedule.q_sample(x0, t_batch, torch.randn(x0.shape, generator=gen, device=x0.device))
+        x_t = model.schedule.q_sample(z0, t_batch, torch.randn(z0.shape, generator=gen, device=x0.device))
         with CrossAttentionCapture(model.denoiser.unet) as maps:
             model.denoiser(x_t, t_batch, tokens)
         yield maps

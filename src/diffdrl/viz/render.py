@@ -82,7 +82,7 @@ def shared_start(model, seed: int = 0, count: int = 1) -> torch.Tensor | None:
         return None
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
-    shape = (count, model.channels, model.resolution, model.resolution)
+    shape = (count, *model.noise_shape)  # pixels, or a first stage's latents
     return torch.randn(shape, generator=gen, device=device)
 
 

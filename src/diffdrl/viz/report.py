@@ -5,7 +5,6 @@ A section that does not apply to the run (a VAE's attention maps) says so, and w
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -13,12 +12,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.atomic import atomic_write_text
 from diffdrl.models.representation import encode_images
-from diffdrl.training.config import dump_config
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
-from diffdrl.viz.grid import panels, save_figure, save_grid, to_uint8
+from diffdrl.viz.grid import save_grid, to_uint8
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
 from diffdrl.viz.render import (
     RECONSTRUCTION_ETA,
@@ -28,36 +25,11 @@ from diffdrl.viz.render import (
     reconstruct,
     resolve_sampling,
 )
+from diffdrl.viz.report_page import plot_curves, read_jsonl, write_page
 from diffdrl.viz.schedules import save_schedule_plot
 from diffdrl.viz.traversal import traversal_title, traverse, unit_ranges
 from diffdrl.viz.unit_embeddings import embeddings_unavailable, save_unit_embeddings
 from diffdrl.viz.unit_factor import save_unit_factor_matrix, unit_factor_importance
-
-
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(r) for r in path.read_text().splitlines() if r] if path.exists() else []
-
-
-def plot_curves(rows: list[dict], path: Path, title: str, log_keys: tuple[str, ...] = ()) -> Path | None:
-    """One small panel per numeric key of log rows (x: step); None when there is nothing to plot."""
-    keys = sorted({k for r in rows for k, v in r.items() if k != "step" and isinstance(v, (int, float))})
-    if not keys:
-        return None
-    figure, axes = panels(len(keys), 3, 4, 2.6)
-    for ax, key in zip(axes, keys, strict=True):
-        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None)
-        if key in log_keys:
-            ax.set_yscale("log")
-        ax.set_title(key, fontsize=9)
-        ax.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    return save_figure(figure, path, tight=False)
 
 
 def build_report(
@@ -73,6 +45,11 @@ def build_report(
     Every section that applies to the run's model and dataset is drawn; each one that does not
     (a VAE has no tokens, attention or noise schedule; an unlabelled dataset no factors) keeps its
     heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option."""
+    if getattr(run.model, "is_first_stage", False):  # an autoencoder: reconstructions, not units
+        from diffdrl.viz.first_stage_report import build_first_stage_report
+
+        resolve_sampling(run.model, steps=steps)
+        return build_first_stage_report(run, out_dir, seed=seed, progress=progress)
     out = Path(out_dir) if out_dir else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     model, sections = run.model, []
@@ -170,20 +147,4 @@ def build_report(
         )
         note = f"{record['checkpoint']}, {record['weights']} weights, preset {record['preset']}"
         metrics_html = f"<h2>Metrics</h2><p>{html.escape(note)}</p><table>{cells}</table>"
-    body = "".join(
-        f"<h2>{html.escape(t)}</h2><p>{html.escape(n)}</p>"
-        + (f'<img src="data:image/png;base64,{_b64(p)}" alt="{html.escape(t)}">' if p else "")
-        for t, p, n in sections
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>diffdrl report: {html.escape(run.path.name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "img{max-width:100%}pre{background:#f4f4f4;padding:.6em;font-size:12px}"
-        "td{padding:2px 10px;border-bottom:1px solid #ddd}</style></head><body>"
-        f"<h1>Run {html.escape(str(run.path))}</h1>{metrics_html}{body}"
-        f"<h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></body></html>"
-    )
-    path = out / "report.html"
-    atomic_write_text(path, page)
-    return path
+    return write_page(run, out, sections, metrics_html)

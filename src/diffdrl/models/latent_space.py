@@ -1,0 +1,147 @@
+"""EncDiff's latent space: a frozen first stage (a trained VQ/KL autoencoder) and the scale of its
+latents, so that the diffusion runs on z = scale * E(x) instead of pixels (LDM; both papers).
+
+``model.first_stage.path`` names a first-stage run (``diffdrl train-autoencoder --out RUN``) or
+its export directly: ``RUN/diffusers/``, written by ``save_pretrained`` plus ``first_stage.json``
+(kind, resolution, channels, step). Loading goes through diffusers' ``from_pretrained`` alone, so
+any local ``VQModel`` / ``AutoencoderKL`` directory with such a JSON works too.
+
+Frozen means: no parameter requires a gradient, the module stays in eval mode whatever
+``train()`` is called with, and encoding runs under ``no_grad``. Its weights are part of the
+EncDiff checkpoint, so a run keeps the first stage it was trained with even if ``RUN`` is
+retrained later (building the model still reads ``RUN`` for the architecture).
+
+The scale is LDM's ``scale_by_std``: 1 / std of the latents of the first training batch, measured
+once by ``calibrate`` (the trainer calls it before step 0) and kept as the buffer ``scale`` in
+every checkpoint, so a resumed or reloaded run uses the same value. 0 means "not measured yet".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EXPORT_DIR = "diffusers"
+INFO_FILE = "first_stage.json"
+KINDS = ("vq", "kl")
+
+
+@dataclass
+class FirstStageConfig:
+    """``path``: a first-stage run or its diffusers export; None = pixel space (the default)."""
+
+    path: str | None = None
+
+
+def export_dir(path: str | Path) -> Path:
+    """The diffusers directory of a first-stage run (``RUN/diffusers``) or of an export itself."""
+    path = Path(path)
+    if (path / INFO_FILE).is_file():
+        return path
+    if (path / EXPORT_DIR / INFO_FILE).is_file():
+        return path / EXPORT_DIR
+    if (path / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"model.first_stage.path={str(path)!r} is a run without a first-stage export; write it with "
+            f"`diffdrl train-autoencoder --out {path} --resume`"
+        )
+    raise FileNotFoundError(
+        f"model.first_stage.path={str(path)!r}: no first-stage run there (train one with `diffdrl "
+        f"train-autoencoder --config first-stage-vq --out {path}`, or --config tiny-cpu-first-stage on a CPU)"
+    )
+
+
+def read_info(path: str | Path) -> dict:
+    """first_stage.json of a run or export, checked against the run's latest checkpoint."""
+    directory = export_dir(path)
+    try:
+        info = json.loads((directory / INFO_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{directory / INFO_FILE} is corrupt: {err}") from None
+    missing = [k for k in ("kind", "resolution", "channels", "latent_shape") if k not in info]
+    if missing or info["kind"] not in KINDS:
+        raise ValueError(
+            f"{directory / INFO_FILE}: needs kind in {KINDS}, resolution, channels, latent_shape"
+        )
+    steps = [
+        int(m.group(1))
+        for p in (directory.parent / "checkpoints").glob("step_*")
+        if (m := re.fullmatch(r"step_(\d+)", p.name))
+    ]
+    if directory.name == EXPORT_DIR and steps and max(steps) != info.get("step"):
+        raise ValueError(
+            f"the first-stage export in {directory} is from step {info.get('step')} but the run's latest "
+            f"checkpoint is step {max(steps)}; re-export with `diffdrl train-autoencoder --out "
+            f"{directory.parent} --resume`"
+        )
+    return info
+
+
+def check_compatible(info: dict, path: str | Path, resolution: int, channels: int) -> None:
+    """A first stage built for other images is a one-line ``ValueError``."""
+    if info["resolution"] != resolution or info["channels"] != channels:
+        raise ValueError(
+            f"model.first_stage.path={str(path)!r} was trained on {info['resolution']}x{info['resolution']} "
+            f"images with {info['channels']} channels, but this run has {resolution}x{resolution} with "
+            f"{channels}; train a first stage at data.resolution={resolution}"
+        )
+
+
+class FrozenFirstStage(nn.Module):
+    """E and D of a trained first stage, frozen; ``encode`` gives scaled latents, ``decode`` pixels."""
+
+    def __init__(self, path: str | Path, resolution: int, channels: int = 3):
+        super().__init__()
+        from diffusers import AutoencoderKL, VQModel
+
+        info = read_info(path)
+        check_compatible(info, path, resolution, channels)
+        self.kind, self.latent_shape = info["kind"], tuple(info["latent_shape"])
+        cls = VQModel if self.kind == "vq" else AutoencoderKL
+        self.net = cls.from_pretrained(str(export_dir(path)), local_files_only=True)
+        self.net.requires_grad_(False)
+        self.register_buffer("scale", torch.zeros(()))
+        self.train(False)
+
+    def train(self, mode: bool = True) -> FrozenFirstStage:
+        return super().train(False)  # always eval: a frozen stage has no training behaviour
+
+    @torch.no_grad()
+    def raw_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Unscaled latents (B, D, h, w) of images in [-1, 1]."""
+        if self.kind == "vq":
+            return self.net.encode(x).latents  # pre-quantisation, as LDM diffuses them
+        return self.net.encode(x).latent_dist.mean
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> float:
+        """Set ``scale`` = 1 / std of the latents of ``x`` (LDM's scale_by_std, on the first batch)."""
+        std = float(self.raw_latents(x).float().std())
+        if not std > 0:
+            raise ValueError(
+                f"the first stage's latents of the calibration batch have std {std}; cannot scale"
+            )
+        self.scale.fill_(1.0 / std)
+        return 1.0 / std
+
+    def _scale(self) -> torch.Tensor:
+        if not float(self.scale) > 0:
+            raise ValueError(
+                "the latent scale is not measured yet: call calibrate(first batch) before training (the "
+                "trainer does), or load a trained run"
+            )
+        return self.scale
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """z = scale * E(x) (B, D, h, w): what the diffusion runs on."""
+        return self.raw_latents(x) * self._scale()
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] of scaled latents (a VQ quantises them first)."""
+        return self.net.decode(z / self._scale()).sample.clamp(-1.0, 1.0)
