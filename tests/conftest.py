@@ -63,3 +63,81 @@ def trained_tiny(tmp_path_factory):
     config = load_config("tiny-cpu", [*TINY, "train.steps=4"])
     train(config, run_dir, progress=False)
     return load_run(run_dir)
+
+
+# -- first stages and latent EncDiff (tests/first_stage/) -------------------------------------------
+
+# a first stage of the papers' form (f = 4, 3 latent channels) at test size
+TINY_STAGE = [
+    "model.channels=[8,8,8]",
+    "model.norm_groups=4",
+    "model.layers_per_block=1",
+    "model.mid_attention=false",
+    "train.batch_size=4",
+    "train.eval_batch_size=4",
+    "train.warmup_steps=0",
+    "train.log_every=1",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.device=cpu",
+]
+
+# an EncDiff small enough for milliseconds per step, on a first stage's 3x(R/4)x(R/4) latents
+TINY_LATENT = [
+    "model.units=3",
+    "model.token_dim=4",
+    "model.encoder.width=8",
+    "model.token_bank.hidden=[8]",
+    "model.denoiser.channels=[8,16]",
+    "model.denoiser.cross_attention=[false,true]",
+    "model.denoiser.heads=2",
+    "model.denoiser.norm_groups=4",
+    "model.schedule.timesteps=50",
+    "train.batch_size=4",
+    "train.eval_batch_size=4",
+    "train.warmup_steps=2",
+    "train.log_every=1",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture
+def tiny_stage_overrides():
+    return list(TINY_STAGE)
+
+
+@pytest.fixture
+def stage_config():
+    def make(*overrides: str, resolution: int = 16, kind: str = "vq"):
+        preset, own = {
+            "vq": ("tiny-cpu-first-stage", ["model.codebook_size=16"]),
+            "kl": ("first-stage-kl", []),
+        }[kind]
+        return load_config(preset, [*TINY_STAGE, *own, f"data.resolution={resolution}", *overrides])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_stage(tmp_path_factory):
+    """A tiny VQ first stage at 64x64, trained 2 steps and exported (``RUN/diffusers``)."""
+    from diffdrl.training.first_stage_export import train_autoencoder
+
+    run = tmp_path_factory.mktemp("stage") / "vq"
+    config = load_config(
+        "tiny-cpu-first-stage", [*TINY_STAGE, "model.codebook_size=16", "data.resolution=64", "train.steps=2"]
+    )
+    train_autoencoder(config, run, progress=False)
+    return run
+
+
+@pytest.fixture
+def latent_config(trained_stage):
+    def make(*overrides: str):
+        return load_config(
+            "tiny-cpu-latent", [*TINY_LATENT, f"model.first_stage.path={trained_stage}", *overrides]
+        )
+
+    return make
