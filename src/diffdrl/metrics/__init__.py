@@ -118,7 +118,12 @@ def evaluate(
         if progress:
             print(f"[metrics] {name} ({preset}): {time.perf_counter() - start:.1f} s", flush=True)
     if progress:
-        table = f"{cached.states_encoded} grid states encoded once" if cached.note is None else cached.note
+        if cached.note is not None:
+            table = cached.note
+        elif cached.states_encoded:
+            table = f"{cached.states_encoded} grid states encoded once each"
+        else:
+            table = "no grid table (a dataset without factors, or code_cache_bytes=0): sets cached by hash"
         print(f"[metrics] codes: {table}", flush=True)
     return results
 
