@@ -9,9 +9,10 @@ Importance (``importance``):
 - ``"gbt"`` (canonical): scikit-learn's ``GradientBoostingClassifier()`` with default
   hyper-parameters and its ``feature_importances_``, reimplemented exactly in ``gbt`` as batched
   torch ops (all factors and the K class-trees of a round fitted together; CPU or CUDA via
-  ``device``). It agrees with scikit-learn to the last digits except where scikit-learn itself
-  picks at random (exactly tied features, e.g. duplicate codes, whose importance ``gbt`` splits
-  equally); the agreement battery and the speed-up are in ``benchmarks/dci_speed.py``.
+  ``device``). It grows scikit-learn's trees except where scikit-learn itself picks at random,
+  between codes that score exactly alike (duplicate codes, and the tiny nodes that several codes
+  split identically), whose importance ``gbt`` shares equally; the agreement battery and the
+  speed-up are in ``benchmarks/dci_speed.py`` and benchmarks/RESULTS.md.
 - ``"sklearn"``: scikit-learn's estimator itself, for cross-checks (minutes at 10000/5000 on
   2 cores). Keys ``dci_sklearn.*``: the same protocol, another implementation.
 - ``"lightgbm"`` (fast): LightGBM with the same tree shape (depth 3, 8 leaves, 100 rounds,

@@ -30,9 +30,12 @@ Ties, and where we match scikit-learn:
   from ``random_state``, even with all features) and keeps the first strictly better, so between
   features with exactly equal scores (duplicate columns) its choice is random. Each tied feature
   is equally likely, so we split that node's importance equally among them (the expected
-  attribution, deterministic) and grow the tree from the lowest-indexed one: for duplicate
-  columns the partition, hence every prediction, is the same whichever is taken. Ties between
-  different partitions are left to the lowest index; scikit-learn's pick there is random.
+  attribution, deterministic) and grow the tree from the lowest-indexed one. Such ties are not
+  rare: besides duplicate columns, any node of 2 or 3 samples is usually split identically by
+  several codes. The training partition, hence every later tree and every training prediction,
+  is then the same whichever is taken; held-out points may be routed differently, and the
+  importance of that (small) node is attributed differently. Ties between different partitions
+  are left to the lowest index; scikit-learn's pick there is random too.
 - Split positions are scored on each feature's global sort order with per-node cumulative sums, so
   a split counts as valid when some gap between the node's two neighbouring values exceeds 1e-7;
   scikit-learn asks that of the node's own neighbours. They differ only for a chain of values of
