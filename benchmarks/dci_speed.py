@@ -176,10 +176,19 @@ def main() -> None:
     parser.add_argument("--skip-battery", action="store_true", help="only the speed cases")
     parser.add_argument("--cases", type=int, default=None, help="the first N battery cases only")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the battery's sample counts")
+    parser.add_argument(
+        "--self-check", type=int, default=0, help="scikit-learn seed 0 vs seed 1 on the first N battery cases"
+    )
     parser.add_argument("--out", default="benchmarks/results/dci_speed.json")
     args = parser.parse_args()
     path = Path(args.out)
-    result = {"host": host(), "tolerance": TOLERANCE, "speed": {}, "battery": {}}
+    result = {
+        "host": host(),
+        "tolerance": TOLERANCE,
+        "speed": {},
+        "battery": {},
+        "sklearn_self_agreement": {},
+    }
     if not args.skip_speed:
         for units in (20, 30):
             name = f"synth-shapes3d projection, {units} units x 6 factors, 10000/5000"
@@ -214,6 +223,16 @@ def main() -> None:
                 f"sklearn {row['sklearn_s']:.1f} s, gbt {row['gbt_s']:.1f} s",
                 flush=True,
             )
+    for name, case in battery(args.scale)[: args.self_check]:
+        runs = [dci_from_codes(*case, importance="sklearn", random_state=seed, n_jobs=2) for seed in (0, 1)]
+        keys = ("disentanglement", "completeness", "informativeness_test")
+        row = {k: abs(getattr(runs[0], k) - getattr(runs[1], k)) for k in keys}
+        row["importance_max_abs_difference"] = float(
+            np.abs(runs[0].importance_matrix - runs[1].importance_matrix).max()
+        )
+        result["sklearn_self_agreement"][name] = {"num_train": len(case[0]), "seed0_vs_seed1": row}
+        save(result, path)
+        print(f"{name}: scikit-learn seed 0 vs 1: {row}", flush=True)
     print(f"saved {path}")
 
 
