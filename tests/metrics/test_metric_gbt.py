@@ -59,8 +59,8 @@ def test_matches_sklearn(kind):
 
     Not closer because small nodes (2 or 3 samples) are often split identically by several codes:
     scikit-learn picks one of them at random, we share the importance (see ``gbt``), and the tied
-    codes route held-out points differently. The training partition, hence every later tree, is
-    the same.
+    codes route held-out points differently. On these cases the training partitions stay the
+    same (so do the training predictions); on pure-noise codes they need not (see ``gbt``).
     """
     x, y, x_test, y_test = case(kind)
     ours = fit_gbt(x, y, x_test, y_test, n_estimators=20)

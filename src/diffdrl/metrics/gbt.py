@@ -34,8 +34,13 @@ Ties, and where we match scikit-learn:
   rare: besides duplicate columns, any node of 2 or 3 samples is usually split identically by
   several codes. The training partition, hence every later tree and every training prediction,
   is then the same whichever is taken; held-out points may be routed differently, and the
-  importance of that (small) node is attributed differently. Ties between different partitions
-  are left to the lowest index; scikit-learn's pick there is random too.
+  importance of that (small) node is attributed differently. Ties count when the float64 scores
+  are bit-equal. Different partitions can also score exactly alike in exact arithmetic (early
+  rounds, when the residuals take few values: two 4-vs-34 splits with the same class counts); the
+  two computed scores then differ only by rounding, which picks one, in our summation order as in
+  scikit-learn's (or its random order when bit-equal). From there the trees differ, as they do
+  between two scikit-learn ``random_state`` values; on pure-noise codes that spread is measured
+  in benchmarks/RESULTS.md (scikit-learn seed 0 vs 1: I 0.003, importances 0.009).
 - Split positions are scored on each feature's global sort order with per-node cumulative sums, so
   a split counts as valid when some gap between the node's two neighbouring values exceeds 1e-7;
   scikit-learn asks that of the node's own neighbours. They differ only for a chain of values of
