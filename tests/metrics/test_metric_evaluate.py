@@ -38,8 +38,38 @@ def test_shared_draws_are_encoded_once():
         seen.append(len(images))
         return identity(images)
 
-    evaluate(data, represent, ["mig", "unsupervised", "sap"], preset="fast", progress=False)
-    assert sum(seen) == 5000 + 2500  # the 5000 training points once, SAP's test set once
+    evaluate(
+        data, represent, ["mig", "unsupervised", "sap"], preset="fast", progress=False, code_cache_bytes=0
+    )
+    assert (
+        sum(seen) == 5000 + 2500
+    )  # without the grid table: the 5000 training points once, SAP's test set once
+
+
+def test_grid_table_encodes_each_state_once_and_changes_no_value():
+    """Every metric indexes one table of the grid's codes: each state drawn is encoded once, and
+    the scores are those of the path that encodes every draw (same seed, same states)."""
+    data = CodeImages((3, 4, 5, 6))  # 360 states
+    random_codes = random_codes_for(data)
+    seen = []
+
+    def represent(images):
+        seen.append(data.index_of(images[:, 0, :, 0].astype(np.int64)))
+        return random_codes(images)
+
+    cached = evaluate(data, represent, preset="fast", progress=False)
+    states = np.concatenate(seen)
+    assert len(states) == len(np.unique(states)) <= len(data)  # FactorVAE + BetaVAE draw ~860k images
+    assert cached == evaluate(data, random_codes, preset="fast", progress=False, code_cache_bytes=0)
+
+
+def test_grid_too_large_for_the_budget_falls_back_and_says_so(capsys):
+    data = CodeImages((3, 4, 5, 6))
+    random_codes = random_codes_for(data)
+    with pytest.warns(UserWarning, match="code cache off: 360 states x 6 codes"):
+        out = evaluate(data, random_codes, ["mig", "factor_vae"], preset="fast", code_cache_bytes=1000)
+    assert "code cache off" in capsys.readouterr().out
+    assert out == evaluate(data, random_codes, ["mig", "factor_vae"], preset="fast", progress=False)
 
 
 def test_overrides_change_settings_and_name_the_variant():

@@ -72,10 +72,29 @@ def test_cache_encodes_each_set_once_and_returns_copies():
         calls.append(len(images))
         return identity(images)
 
-    cached = CachedRepresentation(represent)
+    cached = CachedRepresentation(represent, cache_bytes=0)  # sets by hash, not the grid table
     a, fa = sample_points(data, cached, 500, np.random.default_rng(0), encode_batch_size=4096)
     a[:] = -1  # a caller editing its codes must not corrupt the cache
     b, fb = sample_points(data, cached, 500, np.random.default_rng(0), encode_batch_size=4096)
     assert calls == [500] and (fa == fb).all() and (b == fb).all()
     sample_points(data, cached, 500, np.random.default_rng(1), encode_batch_size=4096)
     assert calls == [500, 500]
+
+
+def test_grid_table_encodes_only_new_states():
+    data = CodeImages()
+    calls = []
+
+    def represent(images):
+        calls.append(len(images))
+        return identity(images)
+
+    cached = CachedRepresentation(represent)
+    a, fa = sample_points(data, cached, 500, np.random.default_rng(0), encode_batch_size=4096)
+    first = len(np.unique(data.index_of(fa)))
+    a[:] = -1  # a caller editing its codes must not corrupt the table
+    b, fb = sample_points(data, cached, 500, np.random.default_rng(0), encode_batch_size=4096)
+    assert calls == [first] and (b == fb).all() and cached.states_encoded == first
+    _, fc = sample_points(data, cached, 500, np.random.default_rng(1), encode_batch_size=4096)
+    seen = np.unique(np.concatenate([data.index_of(fa), data.index_of(fc)]))
+    assert sum(calls) == len(seen) == cached.states_encoded

@@ -14,8 +14,11 @@ Presets and key names (details in ``presets``):
   (``factor_vae_relative.eval_accuracy`` for FactorVAE with scale-free pruning).
 
 ``evaluate`` gives each metric its own ``np.random.default_rng(seed)`` (as dlib reseeds each
-metric) and shares one cache of encoded factor vectors between them, so sets that several
-metrics draw identically are rendered and encoded once. TAD works on precomputed codes and
+metric) and shares one cache of codes between them (``sampling.CachedRepresentation``): on a
+finite grid that fits ``code_cache_bytes`` each state is rendered and encoded once per
+evaluation, whichever metric draws it first, so the values are those of the uncached path and
+the canonical suite costs about one encoding of the grid; otherwise (reported, never silent)
+sets that several metrics draw identically are encoded once. TAD works on precomputed codes and
 binary attributes (``tad.tad_nashae``, ``tad.tad_infodiffusion``); PCA-1 per unit for token
 representations is in ``pca``.
 """
@@ -34,7 +37,7 @@ from diffdrl.metrics.mig import mig
 from diffdrl.metrics.modularity import modularity_explicitness
 from diffdrl.metrics.pca import PerUnitPCA, pca_per_unit
 from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS, preset_arguments
-from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, CachedRepresentation
+from diffdrl.metrics.sampling import CODE_CACHE_BYTES, ENCODE_BATCH_SIZE, CachedRepresentation
 from diffdrl.metrics.sap import sap
 from diffdrl.metrics.tad import tad_infodiffusion, tad_nashae
 from diffdrl.metrics.unsupervised import unsupervised
@@ -82,8 +85,11 @@ def evaluate(
     *,
     overrides: dict[str, dict[str, object]] | None = None,
     encode_batch_size: int = ENCODE_BATCH_SIZE,
+    code_cache_bytes: int = CODE_CACHE_BYTES,
 ) -> dict[str, float]:
     """Run metrics (default: all that apply to ``data``) under a preset; one flat dict of scores.
+
+    ``code_cache_bytes`` bounds the grid's table of codes (0: no table, sets are cached by hash).
 
     ``overrides`` changes settings per metric on top of the preset, e.g.
     ``{"factor_vae": {"pruning": "relative"}}``; the keys then name the variant
@@ -102,7 +108,7 @@ def evaluate(
     overrides = overrides or {}
     if unknown := sorted(set(overrides) - set(metrics)):
         raise ValueError(f"overrides for metrics not being run: {unknown} (running: {', '.join(metrics)})")
-    cached = CachedRepresentation(represent)
+    cached = CachedRepresentation(represent, code_cache_bytes)
     results: dict[str, float] = {}
     for name in metrics:
         start = time.perf_counter()
@@ -111,6 +117,14 @@ def evaluate(
         results.update(METRICS[name](data, cached, rng, encode_batch_size=encode_batch_size, **kwargs))
         if progress:
             print(f"[metrics] {name} ({preset}): {time.perf_counter() - start:.1f} s", flush=True)
+    if progress:
+        if cached.note is not None:
+            table = cached.note
+        elif cached.states_encoded:
+            table = f"{cached.states_encoded} grid states encoded once each"
+        else:
+            table = "no grid table (a dataset without factors, or code_cache_bytes=0): sets cached by hash"
+        print(f"[metrics] codes: {table}", flush=True)
     return results
 
 

@@ -6,21 +6,29 @@ rho_i = sum_j R_ij / sum R; C_j = 1 - H_K(R_.j normalised), weighted by factor i
 informativeness = mean classifier accuracy (train and test).
 
 Importance (``importance``):
-- ``"gbt"`` (canonical): scikit-learn ``GradientBoostingClassifier()`` with default
-  hyper-parameters, ``feature_importances_`` (minutes at 10000/5000 on 2 cores).
+- ``"gbt"`` (canonical): scikit-learn's ``GradientBoostingClassifier()`` with default
+  hyper-parameters and its ``feature_importances_``, reimplemented exactly in ``gbt`` as batched
+  torch ops (all factors and the K class-trees of a round fitted together; CPU or CUDA via
+  ``device``). It grows scikit-learn's trees except where scikit-learn itself picks at random,
+  between codes that score exactly alike (duplicate codes, and the tiny nodes that several codes
+  split identically), whose importance ``gbt`` shares equally; the agreement battery and the
+  speed-up are in ``benchmarks/dci_speed.py`` and benchmarks/RESULTS.md.
+- ``"sklearn"``: scikit-learn's estimator itself, for cross-checks (minutes at 10000/5000 on
+  2 cores). Keys ``dci_sklearn.*``: the same protocol, another implementation.
 - ``"lightgbm"`` (fast): LightGBM with the same tree shape (depth 3, 8 leaves, 100 rounds,
   rate 0.1, 1 sample per leaf) and *gain* importances normalised to sum 1 per factor, like GBT's
-  impurity importances; ~20-50x faster. Split-count importances (LightGBM's default) are badly
-  biased. Agreement with GBT is close but not exact, because LightGBM picks and scores splits
-  by Newton gain (gradient^2 / hessian), which weighs late, noise-fitting trees more than GBT's
-  squared-error criterion. Measured (LightGBM minus GBT): D +0.003, C +0.006 on 10 codes x 6
-  factors at 5000 points; within 0.02 on the tests' cases; but D +0.060, C +0.042 on the
-  benchmark's 20-unit synth-shapes3d case at 10000/5000 (benchmarks/results/metrics_speed.json)
-  and D -0.10 on near-separable noisy codes with 1500 points. So fast DCI is for monitoring and
-  ranking runs, not for reporting: its keys are ``dci_lightgbm.*`` (or ``dci_fast.*`` in the
-  fast preset), never ``dci.*``; papers' numbers need ``"gbt"``.
-The GBT's ``random_state`` is drawn from the metric's generator (dlib left it unset, so its
-tie-breaking was not reproducible); ``n_jobs`` fits factors in parallel threads.
+  impurity importances. Split-count importances (LightGBM's default) are badly biased. Agreement
+  with GBT is close but not exact, because LightGBM picks and scores splits by Newton gain
+  (gradient^2 / hessian), which weighs late, noise-fitting trees more than GBT's squared-error
+  criterion. Measured (LightGBM minus GBT): D +0.003, C +0.006 on 10 codes x 6 factors at 5000
+  points; within 0.02 on the tests' cases; but D +0.060, C +0.042 on the benchmark's 20-unit
+  synth-shapes3d case at 10000/5000 (benchmarks/results/metrics_speed.json) and D -0.10 on
+  near-separable noisy codes with 1500 points. So fast DCI is for monitoring and ranking runs,
+  not for reporting: its keys are ``dci_lightgbm.*`` (or ``dci_fast.*`` in the fast preset),
+  never ``dci.*``.
+scikit-learn's ``random_state`` is drawn from the metric's generator (dlib left it unset); it only
+decides between exactly tied features. ``n_jobs`` fits factors in parallel threads for
+``"sklearn"`` and ``"lightgbm"``; ``"gbt"`` uses torch's threads.
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ import numpy as np
 import scipy.stats
 from joblib import Parallel, delayed
 
+from diffdrl.metrics.gbt import fit_gbt
 from diffdrl.metrics.presets import variant_suffix
 from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, sample_points
 
-IMPORTANCE = ("gbt", "lightgbm")
+IMPORTANCE = ("gbt", "sklearn", "lightgbm")
 
 
 @dataclass
@@ -67,6 +76,7 @@ def dci(
     importance: str = "gbt",
     encode_batch_size: int = ENCODE_BATCH_SIZE,
     n_jobs: int = 1,
+    device: str | None = None,
 ) -> dict[str, float]:
     """DCI disentanglement, completeness and informativeness of ``represent`` on ``data``."""
     ns = "dci" + variant_suffix("dci", dci, locals())
@@ -74,7 +84,14 @@ def dci(
     x_test, y_test = sample_points(data, represent, num_test, rng, encode_batch_size=encode_batch_size)
     seed = int(rng.integers(2**31 - 1))
     result = dci_from_codes(
-        x_train, y_train, x_test, y_test, importance=importance, random_state=seed, n_jobs=n_jobs
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        importance=importance,
+        random_state=seed,
+        n_jobs=n_jobs,
+        device=device,
     )
     return result.scores(ns)
 
@@ -88,6 +105,7 @@ def dci_from_codes(
     importance: str = "gbt",
     random_state: int = 0,
     n_jobs: int = 1,
+    device: str | None = None,
 ) -> DCIResult:
     """DCI from codes (n, K) and integer factors (n, F), train and test."""
     if importance not in IMPORTANCE:
@@ -95,23 +113,29 @@ def dci_from_codes(
     for name, x in (("train_codes", train_codes), ("test_codes", test_codes)):
         if np.ndim(x) != 2:
             raise ValueError(f"{name} must have shape (n, K), got {np.shape(x)}")
-    fit = _fit_gbt if importance == "gbt" else _fit_lightgbm
-    columns = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(fit)(train_codes, y, test_codes, y_test, random_state)
-        for y, y_test in zip(np.asarray(train_factors).T, np.asarray(test_factors).T, strict=True)
-    )
-    r = np.stack([c[0] for c in columns], 1)  # (K, F)
+    if importance == "gbt":
+        fit = fit_gbt(train_codes, train_factors, test_codes, test_factors, device=device)
+        r, acc_train, acc_test = fit.importances, fit.accuracy_train, fit.accuracy_test
+    else:
+        fit_one = _fit_sklearn if importance == "sklearn" else _fit_lightgbm
+        columns = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(fit_one)(train_codes, y, test_codes, y_test, random_state)
+            for y, y_test in zip(np.asarray(train_factors).T, np.asarray(test_factors).T, strict=True)
+        )
+        r = np.stack([c[0] for c in columns], 1)  # (K, F)
+        acc_train = np.array([c[1] for c in columns], dtype=np.float64)
+        acc_test = np.array([c[2] for c in columns], dtype=np.float64)
     return DCIResult(
         disentanglement=disentanglement(r),
         completeness=completeness(r),
-        informativeness_train=float(np.mean([c[1] for c in columns])),
-        informativeness_test=float(np.mean([c[2] for c in columns])),
+        informativeness_train=float(np.mean(acc_train)),
+        informativeness_test=float(np.mean(acc_test)),
         importance_matrix=r,
-        accuracy_test=np.array([c[2] for c in columns], dtype=np.float64),
+        accuracy_test=acc_test,
     )
 
 
-def _fit_gbt(x, y, x_test, y_test, seed):
+def _fit_sklearn(x, y, x_test, y_test, seed):
     from sklearn.ensemble import GradientBoostingClassifier
 
     model = GradientBoostingClassifier(random_state=seed).fit(x, y)

@@ -11,7 +11,8 @@ used, so a fast or custom number can never be read as a canonical one:
   that differs from that baseline (the fast preset's when the numbers are fast, else the
   canonical one) is appended by value.
 
-So ``dci.disentanglement`` is canonical (GBT, 10000/5000), ``dci_fast.disentanglement`` is the
+So ``dci.disentanglement`` is canonical (GBT, 10000/5000; ``dci_sklearn.*`` the same protocol fitted
+by scikit-learn itself), ``dci_fast.disentanglement`` is the
 fast preset (LightGBM, 5000/2500), ``dci_lightgbm.disentanglement`` is LightGBM at canonical
 sizes, and ``factor_vae_fast_relative.eval_accuracy`` is the fast FactorVAE with relative pruning.
 """
@@ -22,7 +23,7 @@ import inspect
 from collections.abc import Callable, Mapping
 
 # Arguments that change speed or memory but never a result.
-NOT_PROTOCOL = frozenset({"encode_batch_size", "n_jobs"})
+NOT_PROTOCOL = frozenset({"encode_batch_size", "n_jobs", "device"})
 
 FAST: dict[str, dict[str, object]] = {
     "factor_vae": {"num_train": 2000, "num_eval": 1000, "num_variance_estimate": 5000},
