@@ -5,10 +5,13 @@ Every process is ``python -m diffdrl train --out RUN --resume`` on CPU (one thre
 reductions are the same in every process). The first is given the run's overrides; every later
 one, once the run has written its ``config.yaml``, is given none, so the run must take everything
 from that file (also when it was killed before its first checkpoint). With
-``DIFFDRL_CHECKPOINT_PAUSE`` set, checkpoint writes
-announce each stage (each tensor file, state.json, the rename) and pause briefly; an in-write kill
-waits for a randomly chosen stage of a randomly chosen write and strikes within that pause, the
-other kills strike at a random time after the process starts. After every kill the newest
+``DIFFDRL_CHECKPOINT_PAUSE`` set, checkpoint writes announce each stage (each tensor file,
+state.json, the rename) and pause briefly; an in-write kill waits for a randomly chosen stage of a
+randomly chosen write and strikes within that pause; the other kills wait for the start of the
+first or second write of the process and strike a random time later, up to a few steps' worth
+(inside the write, a step, an evaluation or a log append: the record says whether a partial
+checkpoint was left). Aiming from the writes, not from the start, keeps each process's progress
+small, so 20 kills fit in a short run whatever the machine's load. After every kill the newest
 checkpoint must load; after the final, unkilled run: no temporary folder, no lock, and weights
 (model, EMA, optimizer) and logs (train_log.jsonl, metrics.jsonl, apart from wall-clock fields)
 bit-identical to the uninterrupted run's.
@@ -202,14 +205,11 @@ def main() -> None:
             time.sleep(float(rng.uniform(0, args.pause)))
             where = f"write #{nth} of this process, stage {stage}"
         else:
-            # anywhere from late start-up to ~30 steps in (start-up, resume, a step, a log append, ...)
-            delay = startup * float(rng.uniform(0.5, 1.0)) + step_seconds * float(rng.uniform(0, 30))
-            try:
-                proc.proc.wait(timeout=delay)
-                reached = False
-            except subprocess.TimeoutExpired:
-                reached = True
-            where = f"{delay:.2f} s after start"
+            nth = int(rng.integers(1, 3))
+            delay = float(rng.uniform(0, len(STAGES) * args.pause + args.checkpoint_every * step_seconds))
+            reached = proc.wait_for(" model.safetensors", nth=nth)
+            time.sleep(delay)
+            where = f"{delay:.2f} s after write #{nth} of this process began"
         if not reached or proc.proc.poll() is not None:
             if proc.proc.poll() is None:
                 proc.kill()
@@ -227,7 +227,7 @@ def main() -> None:
                 loads = False
                 failures.append({"kill": i, "mode": mode, "error": str(err)})
         left = leftovers(run)
-        in_write = any(".tmp-step_" in p for p in left)
+        in_write = any(".tmp-step_" in p and p.endswith(f"-{proc.proc.pid}") for p in left)
         kills.append(
             {
                 "kill": i + 1,
@@ -236,10 +236,12 @@ def main() -> None:
                 "newest_checkpoint_before": before,
                 "newest_checkpoint_after": after,
                 "newest_checkpoint_loads": loads,
-                "left_a_partial_checkpoint": in_write,
+                "left_a_partial_checkpoint": in_write,  # this process's temporary folder
                 "leftovers": left,
             }
         )
+        partial = {"kills": kills, "failures": failures, "settings": vars(args)}
+        Path(args.out).with_suffix(".partial.json").write_text(json.dumps(partial, indent=2))
         print(
             f"kill {i + 1:2d} ({mode:6s}, {where}): newest checkpoint {before} -> {after}"
             f"{'' if loads else ' (DOES NOT LOAD)'}; left {len(left)} entries"
@@ -254,7 +256,7 @@ def main() -> None:
     total = time.perf_counter() - start
     summary = {
         "kills": len(kills),
-        "kills_in_checkpoint_writes": sum(k["mode"] == "write" for k in kills),
+        "kills_aimed_in_checkpoint_writes": sum(k["mode"] == "write" for k in kills),
         "kills_leaving_a_partial_checkpoint": sum(k["left_a_partial_checkpoint"] for k in kills),
         "kills_survived": sum(k["newest_checkpoint_loads"] for k in kills) if final_code == 0 else 0,
         "final_exit": final_code,
@@ -275,10 +277,11 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
+    Path(args.out).with_suffix(".partial.json").unlink(missing_ok=True)
     print(
         f"\n{summary['kills_survived']}/{args.kills} kills survived "
-        f"({summary['kills_in_checkpoint_writes']} inside checkpoint writes, "
-        f"{summary['kills_leaving_a_partial_checkpoint']} leaving a partial checkpoint folder); "
+        f"({summary['kills_aimed_in_checkpoint_writes']} aimed inside checkpoint writes, "
+        f"{summary['kills_leaving_a_partial_checkpoint']} left a partial checkpoint folder); "
         f"final run exit {final_code}; {len(final_left)} leftover temporary entries; "
         f"weights bit-identical: {result.get('weights_bit_identical')} "
         f"({result.get('tensors_compared')} tensors); "
