@@ -30,8 +30,14 @@ SAMPLERS = {
 }
 
 
-def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False):
-    """A diffusers scheduler of kind ``name`` over our beta table, epsilon-parameterised."""
+def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False, clean_final_step: bool = True):
+    """A diffusers scheduler of kind ``name`` over our beta table, epsilon-parameterised.
+
+    ``clean_final_step``: DDIM's last step lands on alpha_bar = 1, i.e. returns the model's x0
+    estimate, as DPM-Solver++, UniPC and DDPM do. False is LDM's DDIM sampler (the released code),
+    which stops at alpha_bar_0 = 1 - beta_0 and so adds sqrt(beta_0) (~0.04 on [-1, 1]) of predicted
+    noise, and with eta 1 as much fresh noise: a grain that shows on flat 32x32 pixel images.
+    """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r} (samplers: {', '.join(SAMPLERS)})")
     kwargs = dict(
@@ -42,7 +48,7 @@ def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False):
     if name in ("ddpm", "ddim"):
         kwargs["clip_sample"] = clip_sample
     if name == "ddim":
-        kwargs.update(set_alpha_to_one=False, timestep_spacing="trailing")
+        kwargs.update(set_alpha_to_one=clean_final_step, timestep_spacing="trailing")
     if name == "dpm++":
         kwargs.update(algorithm_type="dpmsolver++", solver_order=2)
     return SAMPLERS[name](**kwargs)
@@ -58,15 +64,17 @@ def sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    clean_final_step: bool = True,
 ) -> torch.Tensor:
     """Run the reverse process from ``x_T`` to x_0 (clamped to [-1, 1]).
 
     ``eta`` is DDIM's stochasticity (0: deterministic, 1: DDPM-like; EncDiff samples with 1).
     ``generator`` drives the noise of stochastic steps (DDPM, DDIM with eta > 0).
+    ``clean_final_step``: see ``make_scheduler`` (False: the released code's DDIM).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    scheduler = make_scheduler(sampler, betas)
+    scheduler = make_scheduler(sampler, betas, clean_final_step=clean_final_step)
     if sampler == "ddpm":
         steps = len(betas)  # ancestral sampling is defined on the full chain
     scheduler.set_timesteps(steps, device=x_T.device)
@@ -82,19 +90,24 @@ def sample(
 
 @torch.no_grad()
 def ddim_invert(
-    denoise: Denoise, x0: torch.Tensor, betas: np.ndarray, steps: int = 50, progress: bool = False
+    denoise: Denoise,
+    x0: torch.Tensor,
+    betas: np.ndarray,
+    steps: int = 50,
+    progress: bool = False,
+    clean_final_step: bool = True,
 ) -> torch.Tensor:
     """Deterministic DDIM inversion x_0 -> x_T; ``sample(..., 'ddim', eta=0)`` maps it back.
 
-    Uses the same (trailing) timestep grid as ``sample``'s DDIM, so inversion and generation
-    retrace one path.
+    Uses the same (trailing) timestep grid and the same end point (``clean_final_step``) as
+    ``sample``'s DDIM, so inversion and generation retrace one path.
     """
     scheduler = DDIMInverseScheduler(
         num_train_timesteps=len(betas),
         trained_betas=np.asarray(betas),
         prediction_type="epsilon",
         clip_sample=False,
-        set_alpha_to_one=False,
+        set_alpha_to_one=clean_final_step,
         timestep_spacing="trailing",
     )
     scheduler.set_timesteps(steps, device=x0.device)
