@@ -66,3 +66,44 @@ def test_bad_patch_size_is_rejected(tiny_config):
         tiny_config("model.denoiser.patch_size=0")
     with pytest.raises(ValueError, match="denoiser.patch_size=3 must divide the resolution 16"):
         build(tiny_config, "model.denoiser.patch_size=3")
+
+
+def test_decorrelation_penalty_known_answers():
+    from diffdrl.models.decorrelation import decorrelation_penalty
+
+    gen = torch.Generator().manual_seed(0)
+    independent = torch.randn(20000, 4, generator=gen)
+    assert float(decorrelation_penalty(independent)) < 1e-3
+    copies = independent[:, :1] * torch.tensor([1.0, -2.0, 3.0, 0.5]) + 1.0  # affine copies of one unit
+    assert float(decorrelation_penalty(copies)) == pytest.approx(1.0, abs=1e-4)
+    a = torch.randn(20000, generator=gen)
+    pair = torch.stack([a, 0.6 * a + 0.8 * torch.randn(20000, generator=gen)], 1)  # correlation 0.6
+    assert float(decorrelation_penalty(pair)) == pytest.approx(0.36, abs=0.02)
+    with pytest.raises(ValueError, match=r"shape \(B >= 2, N >= 2\), got \(5, 1\)"):
+        decorrelation_penalty(torch.zeros(5, 1))
+
+
+def test_decorrelation_adds_exactly_its_weighted_penalty(tiny_config):
+    from diffdrl.models.decorrelation import decorrelation_penalty
+
+    x0 = batch()
+    plain, weighted = build(tiny_config), build(tiny_config, "model.decorrelation=0.1")
+    weighted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        penalty = float(decorrelation_penalty(plain.units(x0)))
+        assert loss(weighted, x0) == pytest.approx(loss(plain, x0) + 0.1 * penalty, rel=1e-5)
+    with pytest.raises(ValueError, match="model.decorrelation must be >= 0, got -1"):
+        tiny_config("model.decorrelation=-1")
+
+
+def test_unit_norm_standardises_units_and_keeps_the_loss_at_init_within_5_percent(tiny_config):
+    x0 = batch(64)
+    plain, normed = build(tiny_config), build(tiny_config, "model.unit_norm=true")
+    normed.load_state_dict(plain.state_dict(), strict=False)  # the same weights; the norm has none
+    with torch.no_grad():
+        s = normed.units(x0)  # training mode: batch statistics
+        assert torch.allclose(s.mean(0), torch.zeros(s.shape[1]), atol=1e-5)
+        assert torch.allclose(s.std(0, unbiased=False), torch.ones(s.shape[1]), atol=1e-3)
+        assert loss(normed, x0) == pytest.approx(loss(plain, x0), rel=0.05)
+    assert "unit_norm.running_mean" in normed.state_dict()
+    assert "unit_norm.running_mean" not in plain.state_dict()  # older checkpoints keep their keys

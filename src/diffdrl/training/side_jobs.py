@@ -77,7 +77,7 @@ class SideJobs:
             disable=not (self.progress and self.is_main),
         ):
             x = self._to_input(self.images(index[i : i + tc.eval_batch_size]))
-            tokens.append(model.raw_tokens(model.encoder(x)).float())
+            tokens.append(model.raw_tokens(model.units(x)).float())
         model.train()
         gen = torch.Generator(self.device).manual_seed(step_seed(tc.seed, self.step, ANCHOR_STREAM))
         stats = model.anchors.fit(torch.cat(tokens), gen)
