@@ -6,7 +6,8 @@ of the trivial estimate x_t / sqrt(abar_t) (what "no denoising at all" scores), 
 A model that was never trained at low noise shows an eps MSE near 1 there: its samples keep the
 residual noise of their last steps, the speckle of a 32x32 picture. Also regenerates images from
 fresh noise under their own tokens and reports MSE and PSNR against the inputs ([0, 1] scale), for
-each sampler setting asked for.
+each sampler setting, and the speckle itself: the images' high-frequency energy (mean squared
+difference from their 3x3 box blur) as a multiple of the inputs' (1 = as smooth as the data).
 
     python benchmarks/denoising_by_t.py runs/demo --out benchmarks/results/denoising_by_t-demo.json
     python benchmarks/denoising_by_t.py runs/a runs/b --timesteps 5,20,100,500 --num 128
@@ -20,12 +21,14 @@ import os
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 from diffdrl.api import load_run
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.samplers import sample
 from diffdrl.diffusion.schedule import make_betas
 from diffdrl.metrics.reconstruction import image_similarity
+from diffdrl.training.checkpoint import checkpoints
 
 # (sampler, steps, eta, clean_final_step): the pictures' settings, and DDIM as the released code ends it
 REGENERATION = (
@@ -58,6 +61,12 @@ def denoising_errors(model, x0: torch.Tensor, tokens: torch.Tensor, timesteps, s
     return rows
 
 
+def high_frequency_energy(x: torch.Tensor) -> float:
+    """Mean squared difference of images (B, C, H, W) from their 3x3 box blur (edges replicated)."""
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return float((x - F.avg_pool2d(padded, 3, stride=1)).square().mean())
+
+
 @torch.no_grad()
 def regeneration(model, x0: torch.Tensor, tokens: torch.Tensor, settings, seed: int = 0) -> list[dict]:
     """MSE / PSNR / SSIM ([0, 1]) of images regenerated from fresh noise under their own tokens."""
@@ -69,9 +78,11 @@ def regeneration(model, x0: torch.Tensor, tokens: torch.Tensor, settings, seed: 
         denoise = lambda x, t: model.denoiser(x, t, tokens)  # noqa: E731
         out = sample(denoise, x_T, betas, sampler, steps, eta, gen, clean_final_step=clean)
         scores = image_similarity((x0 + 1) / 2, (out + 1) / 2)
+        speckle = high_frequency_energy(out) / high_frequency_energy(x0)
         rows.append(
             {"sampler": sampler, "steps": steps, "eta": eta, "clean_final_step": clean}
             | {k.split(".")[-1]: v for k, v in scores.items()}
+            | {"high_frequency_ratio": speckle}
         )
     return rows
 
@@ -109,7 +120,8 @@ def main() -> None:
                 end = "x0" if r["clean_final_step"] else "alpha_bar_0"
                 print(
                     f"  regenerate {r['sampler']} {r['steps']} steps eta {r['eta']:g} (ends at {end}): "
-                    f"MSE {r['mse']:.4f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
+                    f"MSE {r['mse']:.4f}  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  "
+                    f"high-frequency energy {r['high_frequency_ratio']:.2f}x the inputs'"
                 )
         results.append(result)
     if args.out:
@@ -123,8 +135,8 @@ def main() -> None:
 
 
 def _step(run_dir: Path) -> int | None:
-    steps = [int(p.name.split("_")[1]) for p in run_dir.glob("step_*") if p.name.split("_")[1].isdigit()]
-    return max(steps) if steps else None
+    found = checkpoints(run_dir)
+    return found[-1][0] if found else None
 
 
 if __name__ == "__main__":

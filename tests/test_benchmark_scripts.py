@@ -89,3 +89,11 @@ def test_denoising_by_t_knows_the_trivial_estimates_error(trained_tiny):
     regen = script.regeneration(model, x0, tokens, [("ddim", 3, 1.0, True), ("dpm++", 3, 0.0, True)])
     assert [r["sampler"] for r in regen] == ["ddim", "dpm++"]
     assert all(r["mse"] > 0 and r["psnr"] == pytest.approx(-10 * np.log10(r["mse"]), abs=3) for r in regen)
+
+
+def test_high_frequency_energy_sees_speckle_not_flat_colour():
+    hf = load_script("denoising_by_t").high_frequency_energy
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert hf(flat) == pytest.approx(0.0, abs=1e-12)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert hf(flat + 0.1 * noise) == pytest.approx(0.01 * 8 / 9, rel=0.15)  # (1 - 1/9) of white noise
