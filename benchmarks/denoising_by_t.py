@@ -30,12 +30,15 @@ from diffdrl.diffusion.schedule import make_betas
 from diffdrl.metrics.reconstruction import image_similarity
 from diffdrl.training.checkpoint import checkpoints
 
-# (sampler, steps, eta, clean_final_step): the pictures' settings, and DDIM as the released code ends it
+# (sampler, steps, eta, clean_final_step): reconstructions (eta 1) and grids (eta 0) at the pictures' 50
+# steps and the demo report's 25, and DDIM ended as the released code ends it
 REGENERATION = (
     ("ddim", 50, 1.0, True),
     ("ddim", 50, 1.0, False),
     ("ddim", 50, 0.0, True),
-    ("dpm++", 20, 0.0, True),
+    ("ddim", 50, 0.0, False),
+    ("ddim", 25, 0.0, True),
+    ("ddim", 25, 1.0, True),
 )
 
 
