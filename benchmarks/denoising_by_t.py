@@ -10,7 +10,7 @@ each sampler setting, and the speckle itself: the images' high-frequency energy 
 difference from their 3x3 box blur) as a multiple of the inputs' (1 = as smooth as the data).
 
     python benchmarks/denoising_by_t.py runs/demo --out benchmarks/results/denoising_by_t-demo.json
-    python benchmarks/denoising_by_t.py runs/a runs/b --timesteps 5,20,100,500 --num 128
+    python benchmarks/denoising_by_t.py runs/a@200 runs/b@200 --timesteps 5,20,100,500 --no-regeneration
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def regeneration(model, x0: torch.Tensor, tokens: torch.Tensor, settings, seed: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run directories of diffusion models")
+    parser.add_argument("runs", nargs="+", help="run directories of diffusion models (RUN@k: at step k)")
     parser.add_argument("--timesteps", default="0,5,20,50,100,200,500,900")
     parser.add_argument("--num", type=int, default=128, help="dataset images")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +102,11 @@ def main() -> None:
     timesteps = [int(t) for t in args.timesteps.split(",")]
     results = []
     for path in args.runs:
-        run = load_run(path)
+        path, _, at = path.partition("@")
+        checkpoint = Path(path) / "checkpoints" / f"step_{at}" if at else None
+        if checkpoint is not None and not checkpoint.is_dir():
+            parser.error(f"{path} has no checkpoint at step {at}")
+        run = load_run(path, checkpoint=checkpoint)
         if not callable(getattr(run.model, "generate", None)):
             parser.error(f"{path}: model {run.config.model.name!r} is not a diffusion model")
         bad = [t for t in timesteps if not 0 <= t < run.model.schedule.timesteps]
@@ -112,7 +116,8 @@ def main() -> None:
         x0 = to_model_input(images)
         tokens = run.model.tokens(run.model.encode(x0))
         by_t = denoising_errors(run.model, x0, tokens, timesteps, args.seed)
-        result = {"run": str(path), "step": _step(Path(path)), "by_t": by_t}
+        step = int(at) if at else _step(Path(path))
+        result = {"run": str(path), "step": step, "by_t": by_t}
         print(f"{path} (step {result['step']}):")
         print("      t   eps MSE   x0 MSE   trivial x0 MSE")
         for r in result["by_t"]:
