@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 RUN ?= runs/demo
-DEMO_STEPS ?= 25
 
 .PHONY: setup demo test bench clean-venv
 
@@ -24,7 +23,7 @@ demo: setup
 	$(VENV)/bin/diffdrl train --config tiny-cpu --out $(RUN) --resume
 	$(VENV)/bin/diffdrl evaluate $(RUN) --preset fast
 	$(VENV)/bin/diffdrl sample $(RUN) --num 64
-	$(VENV)/bin/diffdrl report $(RUN) --steps $(DEMO_STEPS)
+	$(VENV)/bin/diffdrl report $(RUN)
 
 test: setup
 	$(PY) -m pytest -q
