@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # main job: train the tiny-cpu preset on the procedural dataset (resuming if already there), evaluate it
-# (fast metric preset: minutes, labelled *_fast), and write the report with its latent-interchange grid
+# (fast metric preset: minutes, labelled *_fast), regenerate 64 images from fresh noise under their own
+# tokens (prints MSE and PSNR against the inputs), and write the report with its latent-interchange grid
 demo: setup
 	$(VENV)/bin/diffdrl train --config tiny-cpu --out $(RUN) --resume
 	$(VENV)/bin/diffdrl evaluate $(RUN) --preset fast
+	$(VENV)/bin/diffdrl sample $(RUN) --num 64
 	$(VENV)/bin/diffdrl report $(RUN)
 
 test: setup

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -173,3 +174,47 @@ def test_gpu_train_speed_stops_at_its_time_limit(tmp_path):
     script.speed(args)  # the limit is spent before the first variant could start: both skipped
     record = json.loads((tmp_path / "gpu_train-tiny-cpu-cpu.json").read_text())
     assert [r["error"] for r in record["results"]] == ["skipped: --time-limit spent"] * 2
+
+
+def test_train_throughput_counts_training_flops_per_image_independent_of_batch(tiny_config, tmp_path):
+    from diffdrl.training.trainer import Trainer
+
+    script = load_script("train_throughput")
+    per_image = [
+        script.training_flops_per_image(Trainer(tiny_config(f"train.batch_size={b}"), tmp_path / f"b{b}"))
+        for b in (4, 8)
+    ]
+    assert per_image[0] > 0
+    assert per_image[0] == pytest.approx(per_image[1], rel=1e-6)  # FLOPs scale with the batch
+
+
+def test_train_throughput_peak_is_a_matmul_rate():
+    peak = load_script("train_throughput").matmul_peak(torch.float32, "cpu", n=256, seconds=0.05)
+    assert 1e8 < peak < 1e14  # FLOP/s of any CPU
+
+
+def test_denoising_by_t_knows_the_trivial_estimates_error(trained_tiny):
+    from diffdrl.data.ground_truth import to_model_input
+
+    script = load_script("denoising_by_t")
+    model = trained_tiny.model
+    _, images = trained_tiny.sample(8, seed=0)
+    x0 = to_model_input(images)
+    tokens = model.tokens(model.encode(x0))
+    rows = script.denoising_errors(model, x0, tokens, [0, 25, 49])
+    # x_t / sqrt(abar) - x0 = sqrt(1 / abar - 1) eps: its MSE is (1 / abar - 1) E[eps^2]
+    abar = model.schedule.alpha_bar
+    for r in rows:
+        expected = float(1 / abar[r["t"]] - 1)
+        assert r["trivial_x0_mse"] == pytest.approx(expected, rel=0.15)
+    regen = script.regeneration(model, x0, tokens, [("ddim", 3, 1.0, True), ("dpm++", 3, 0.0, True)])
+    assert [r["sampler"] for r in regen] == ["ddim", "dpm++"]
+    assert all(r["mse"] > 0 and r["psnr"] == pytest.approx(-10 * np.log10(r["mse"]), abs=3) for r in regen)
+
+
+def test_high_frequency_energy_sees_speckle_not_flat_colour():
+    hf = load_script("denoising_by_t").high_frequency_energy
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert hf(flat) == pytest.approx(0.0, abs=1e-12)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert hf(flat + 0.1 * noise) == pytest.approx(0.01 * 8 / 9, rel=0.15)  # (1 - 1/9) of white noise

@@ -31,3 +31,23 @@ def test_ddim_inversion_round_trip(trained_tiny):
 def test_unknown_sampler_is_rejected():
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         sample(lambda x, t: x, torch.zeros(1, 3, 8, 8), np.linspace(1e-4, 0.02, 10), sampler="euler")
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_ends_on_the_clean_image_under_an_oracle_denoiser(eta):
+    """With the true noise as its prediction, DDIM's clean final step returns x0 exactly; the released
+    code's end point (alpha_bar_0 < 1) leaves sqrt(beta_0) of noise in the picture."""
+    betas = np.linspace(1e-3, 0.02, 100)
+    abar = torch.from_numpy(np.cumprod(1 - betas)).float()
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+
+    def oracle(x_t, t):
+        a = abar[t].view(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    x_T = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    clean = sample(oracle, x_T, betas, "ddim", steps=10, eta=eta, generator=gen)
+    assert (clean - x0).abs().max() < 1e-4
+    noisy = sample(oracle, x_T, betas, "ddim", steps=10, eta=eta, generator=gen, clean_final_step=False)
+    assert (noisy - x0).std() > 0.5 * betas[0] ** 0.5  # the residual noise the clean step removes

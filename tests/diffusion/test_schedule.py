@@ -57,3 +57,25 @@ def test_training_timesteps_have_density_proportional_to_t_power_bias(bias):
 def test_negative_high_noise_bias_is_rejected():
     with pytest.raises(ValueError, match="schedule.high_noise_bias"):
         ScheduleConfig(high_noise_bias=-1)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.2, 0.5, 1.0])
+def test_uniform_fraction_mixes_the_biased_density_with_the_uniform_one(mix):
+    sched = NoiseSchedule(ScheduleConfig(high_noise_bias=2.0, uniform_fraction=mix))
+    t = sched.sample_timesteps(StepDraws.seeded(0, 400_000))
+    assert t.min() >= 0 and t.max() <= 999
+    # P(t < 100) = mix * 0.1 + (1 - mix) * 0.1 ** 3 and P(t >= 500) = mix * 0.5 + (1 - mix) * 0.875
+    assert (t < 100).float().mean().item() == pytest.approx(mix * 0.1 + (1 - mix) * 1e-3, abs=0.002)
+    assert (t >= 500).float().mean().item() == pytest.approx(mix * 0.5 + (1 - mix) * 0.875, abs=0.003)
+
+
+def test_uniform_fraction_zero_draws_what_the_bias_alone_drew():
+    """Runs made before the option existed resume with the same timesteps."""
+    a = NoiseSchedule(ScheduleConfig(high_noise_bias=2.0)).sample_timesteps(StepDraws.seeded(3, 64))
+    u = torch.rand(64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.equal(a, (1000 * u ** (1 / 3)).long().clamp(max=999))
+
+
+def test_uniform_fraction_outside_0_1_is_rejected():
+    with pytest.raises(ValueError, match=r"schedule.uniform_fraction must be in \[0, 1\], got 1.5"):
+        ScheduleConfig(uniform_fraction=1.5)

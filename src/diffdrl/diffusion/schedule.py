@@ -38,6 +38,11 @@ class ScheduleConfig:
     # uniform draw; > 0 spends more steps at high noise, where the image is gone and only the
     # tokens can tell the denoiser what to draw (EncDiff's information-bottleneck argument).
     high_noise_bias: float = 0.0
+    # The fraction of training timesteps drawn uniformly instead (0: the bias alone). With the bias
+    # alone, t < 100 gets (0.1) ** (1 + bias) of the draws (0.1% for bias 2), so low-noise denoising
+    # is never learnt and samples keep a speckle of residual noise; a uniform share of m gives those
+    # steps m / 10 of the draws and keeps 1 - m of the bias (docs/small_budget.md, "Clean pictures").
+    uniform_fraction: float = 0.0
 
     def __post_init__(self):
         if self.name not in SCHEDULES:
@@ -51,6 +56,8 @@ class ScheduleConfig:
             )
         if self.high_noise_bias < 0:
             raise ValueError(f"schedule.high_noise_bias must be >= 0, got {self.high_noise_bias}")
+        if not 0.0 <= self.uniform_fraction <= 1.0:
+            raise ValueError(f"schedule.uniform_fraction must be in [0, 1], got {self.uniform_fraction}")
 
 
 def make_betas(config: ScheduleConfig) -> np.ndarray:
@@ -93,12 +100,20 @@ class NoiseSchedule(torch.nn.Module):
         return self.config.timesteps
 
     def sample_timesteps(self, draws: StepDraws) -> torch.Tensor:
-        """One training timestep per sample of ``draws``' batch (see ``ScheduleConfig.high_noise_bias``)."""
-        bias, T = self.config.high_noise_bias, self.timesteps
-        if bias == 0:
+        """One training timestep per sample of ``draws``' batch: density proportional to
+        (t + 1) ** ``high_noise_bias``, mixed with the uniform draw in the share ``uniform_fraction``
+        (``ScheduleConfig``)."""
+        bias, mix, T = self.config.high_noise_bias, self.config.uniform_fraction, self.timesteps
+        if bias == 0 or mix == 1:
             return draws.integers(0, T)
         u = draws.uniform(dtype=torch.float64)
-        return (T * u ** (1.0 / (1.0 + bias))).long().clamp_(max=T - 1)
+        if mix == 0:  # the bias alone: the draws of runs made before uniform_fraction existed
+            return (T * u ** (1.0 / (1.0 + bias))).long().clamp_(max=T - 1)
+        # one uniform number per draw: below mix it is rescaled to a uniform t, above to a biased one
+        uniform = u < mix
+        v = torch.where(uniform, u / mix, (u - mix) / (1.0 - mix))
+        t = torch.where(uniform, v, v ** (1.0 / (1.0 + bias)))
+        return (T * t).long().clamp_(max=T - 1)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""

@@ -15,6 +15,12 @@ code, z_s (t_s GN(h) + t_b); here the code is added to the timestep embedding (d
 ``class_embed_type="projection"``). Self-attention heads have a fixed width (LDM's
 ``num_head_channels``): the narrowest attention level's channels / ``heads``, since diffusers'
 conditional U-Net hands its up blocks the per-level head widths in down-path order.
+
+``patch_size`` p > 1 (not in the paper; 1 = the paper's U-Net) is a space-to-depth stem, the
+"simple diffusion" idea (Hoogeboom et al. 2023): each p x p patch becomes C p^2 channels, the U-Net
+runs at H/p x W/p, and its output is folded back (pixel shuffle). Most of a pixel U-Net's FLOPs sit
+at full resolution, so p = 2 makes a step several times cheaper; the first level sees 4x the
+channels for the same width.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D
 from torch import nn
+from torch.nn import functional as F
 
 from diffdrl.models.skip_dropout import SkipDropoutConfig, install_skip_dropout
 
@@ -82,9 +89,12 @@ class DenoiserConfig(UNetShape):
     scale_shift_norm: bool = True  # LDM's use_scale_shift_norm
     skip_dropout: SkipDropoutConfig = field(default_factory=SkipDropoutConfig)  # DyGA; off by default
     conditioning: str = "cross_attention"  # or "adagn" (the paper's ablation)
+    patch_size: int = 1  # space-to-depth stem: the U-Net runs at resolution / patch_size (paper: 1)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.patch_size < 1:
+            raise ValueError(f"denoiser.patch_size must be >= 1, got {self.patch_size}")
         if any(not 0 <= level < len(self.channels) for level in self.skip_dropout.levels):
             raise ValueError(
                 f"denoiser.skip_dropout.levels must lie in [0, {len(self.channels)}), "
@@ -113,12 +123,15 @@ class Denoiser(nn.Module):
         num_units: int | None = None,
     ):
         super().__init__()
-        config.bottleneck_side(resolution)
+        self.patch = p = config.patch_size
+        if resolution % p:
+            raise ValueError(f"denoiser.patch_size={p} must divide the resolution {resolution}")
+        config.bottleneck_side(resolution // p)
         self.conditioning = config.conditioning
         shape = dict(
-            sample_size=resolution,
-            in_channels=channels,
-            out_channels=channels,
+            sample_size=resolution // p,
+            in_channels=channels * p * p,
+            out_channels=channels * p * p,
             block_out_channels=tuple(config.channels),
             layers_per_block=config.layers_per_block,
             norm_num_groups=config.norm_groups,
@@ -147,10 +160,13 @@ class Denoiser(nn.Module):
         install_skip_dropout(self.unet, config.skip_dropout)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_unshuffle(x_t, self.patch) if self.patch > 1 else x_t  # (B, C p^2, H/p, W/p)
         if self.conditioning == "adagn":
             code = tokens.flatten(1)  # (B, N d)
-            return self.unet(x_t, t, encoder_hidden_states=None, class_labels=code, return_dict=False)[0]
-        return self.unet(x_t, t, encoder_hidden_states=tokens, return_dict=False)[0]
+            out = self.unet(x, t, encoder_hidden_states=None, class_labels=code, return_dict=False)[0]
+        else:
+            out = self.unet(x, t, encoder_hidden_states=tokens, return_dict=False)[0]
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out  # (B, C, H, W)
 
 
 def _adagn_unet(config: DenoiserConfig, code_dim: int, shape: dict) -> UNet2DConditionModel:

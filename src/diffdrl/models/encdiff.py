@@ -40,6 +40,7 @@ from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
+from diffdrl.models.decorrelation import decorrelation_penalty
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
 from diffdrl.models.encoder import Encoder, EncoderConfig
 from diffdrl.models.latent_space import FirstStageConfig, FrozenFirstStage
@@ -58,6 +59,12 @@ class EncDiffConfig:
     # The encoder and token bank learn only through cross-attention, a weak signal early on; this
     # multiplies their learning rate (1 = the paper's single rate for every parameter).
     encoder_lr_scale: float = 1.0
+    # Weight of a penalty on the batch correlation between units, added to the loss (0 = the paper;
+    # models/decorrelation.py). A cheap independence prior for small budgets.
+    decorrelation: float = 0.0
+    # Standardise each unit over the batch (BatchNorm without affine; running statistics at eval)
+    # before the token bank, so no unit can shrink to nothing or dominate by scale (paper: false).
+    unit_norm: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     token_bank: TokenBankConfig = field(default_factory=TokenBankConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -78,6 +85,10 @@ class EncDiffConfig:
             raise ValueError(f"model.loss_weighting must be one of {WEIGHTINGS}, got {self.loss_weighting!r}")
         if not self.encoder_lr_scale > 0:
             raise ValueError(f"model.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}")
+        if not self.decorrelation >= 0:
+            raise ValueError(f"model.decorrelation must be >= 0, got {self.decorrelation}")
+        if self.decorrelation and self.units < 2:
+            raise ValueError(f"model.decorrelation needs model.units >= 2, got {self.units}")
 
 
 def image_batch(x: torch.Tensor | np.ndarray, channels: int, resolution: int, device) -> torch.Tensor:
@@ -105,6 +116,8 @@ class EncDiff(nn.Module):
         self.noise_shape = self.first_stage.latent_shape if path else (channels, resolution, resolution)
         features = config.token_bank.in_features(config.units, config.token_dim)  # N (EncDiff-V: N d)
         self.encoder = Encoder(config.encoder, features, resolution, channels)
+        if config.unit_norm:  # a module only when on, so older checkpoints keep their keys
+            self.unit_norm = nn.BatchNorm1d(features, affine=False)
         self.token_bank = TokenBank(config.token_bank, config.units, config.token_dim)
         self.anchors = GaussianAnchors(config.anchoring, config.units, config.token_dim)
         c, side, _ = self.noise_shape
@@ -126,7 +139,12 @@ class EncDiff(nn.Module):
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Units s (B, N) of images (EncDiff-V: (B, N d)): float (B, C, H, W) in [-1, 1], or uint8
         (B, H, W, C)."""
-        return self.encoder(image_batch(x, self.channels, self.resolution, self.schedule.betas.device))
+        return self.units(image_batch(x, self.channels, self.resolution, self.schedule.betas.device))
+
+    def units(self, x0: torch.Tensor) -> torch.Tensor:
+        """The encoder's output, standardised when ``unit_norm`` is on (B, N)."""
+        s = self.encoder(x0)
+        return self.unit_norm(s) if self.config.unit_norm else s
 
     def raw_tokens(self, units: torch.Tensor) -> torch.Tensor:
         """Tokens before anchoring (what DyGA's mixtures are fitted on; EncDiff-V: the units cut)."""
@@ -148,11 +166,11 @@ class EncDiff(nn.Module):
         ``shuffle_tokens`` pairs each image with another image's tokens: the rise in loss it
         causes measures how much the denoiser relies on the tokens (a cheap diagnostic).
         """
-        s = self.encoder(x0)  # (B, N) units
+        s = self.units(x0)  # (B, N) units: the encoder's scalars (standardised under unit_norm)
         c = self.anchors(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
         if shuffle_tokens:
             c = c.roll(1, dims=0)
-        return epsilon_loss(
+        loss = epsilon_loss(
             lambda x_t, t: self.denoiser(x_t, t, c),
             self.diffusion_input(x0),
             schedule=self.schedule,
@@ -160,6 +178,9 @@ class EncDiff(nn.Module):
             draws=draws,
             weighting=self.config.loss_weighting,
         )
+        if self.config.decorrelation:
+            loss = loss + self.config.decorrelation * decorrelation_penalty(s)
+        return loss
 
     loss = forward
 

@@ -79,7 +79,7 @@ def refit_anchors(
     model.eval()
     tokens = []
     for i in tqdm(range(0, count, batch_size), desc="anchoring: encode", leave=False, disable=not progress):
-        tokens.append(model.raw_tokens(model.encoder(images(index[i : i + batch_size]))).float())
+        tokens.append(model.raw_tokens(model.units(images(index[i : i + batch_size]))).float())
     model.train()
     device = tokens[0].device
     gen = torch.Generator(device).manual_seed(step_seed(seed, step, ANCHOR_STREAM))
