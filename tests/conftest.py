@@ -83,24 +83,7 @@ TINY_STAGE = [
 ]
 
 # an EncDiff small enough for milliseconds per step, on a first stage's 3x(R/4)x(R/4) latents
-TINY_LATENT = [
-    "model.units=3",
-    "model.token_dim=4",
-    "model.encoder.width=8",
-    "model.token_bank.hidden=[8]",
-    "model.denoiser.channels=[8,16]",
-    "model.denoiser.cross_attention=[false,true]",
-    "model.denoiser.heads=2",
-    "model.denoiser.norm_groups=4",
-    "model.schedule.timesteps=50",
-    "train.batch_size=4",
-    "train.eval_batch_size=4",
-    "train.warmup_steps=2",
-    "train.log_every=1",
-    "train.eval_every=2",
-    "train.checkpoint_every=2",
-    "train.device=cpu",
-]
+TINY_LATENT = [o for o in TINY if not o.startswith("data.")]  # the resolution is the first stage's
 
 
 @pytest.fixture

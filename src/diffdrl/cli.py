@@ -66,7 +66,9 @@ def cmd_train_autoencoder(args) -> None:
     if args.dry_run:
         print(dump_config(config), end="")
         return
-    result, export = train_autoencoder(config, out, resume=args.resume, progress=not args.no_progress)
+    result, export = train_autoencoder(
+        config, out, resume=args.resume, progress=not args.no_progress, resume_from=args.resume_from
+    )
     done = f"trained {result.run_dir} to step {result.step}" if result.loss is not None else (
         f"{result.run_dir} is already at step {result.step}"
     )
@@ -160,14 +162,12 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
+def add_training_run_arguments(p: argparse.ArgumentParser, default: str | None, shown: str) -> None:
+    """What every command that trains a run takes (``train``, ``train-autoencoder``): one set of
+    options, so resuming, recovery and overrides mean the same everywhere."""
+    p.add_argument(
+        "--config", default=default, help=f"preset name or YAML path of a new run (default: {shown})"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model from a preset or YAML config")
-    p.add_argument("--config", help="preset name or YAML path of a new run (default: tiny-cpu)")
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument(
         "--resume",
@@ -182,19 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a preset or YAML config")
+    add_training_run_arguments(p, None, "tiny-cpu")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "train-autoencoder", help="train a first-stage VQ/KL autoencoder for latent diffusion, then export it"
     )
-    p.add_argument(
-        "--config", default="tiny-cpu-first-stage", help="preset or YAML (default: tiny-cpu-first-stage)"
-    )
-    p.add_argument("--out", help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (and re-export it)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    add_training_run_arguments(p, "tiny-cpu-first-stage", "tiny-cpu-first-stage")
     p.set_defaults(func=cmd_train_autoencoder)
 
     p = sub.add_parser("encode", help="encode images into units with a trained run")

@@ -81,6 +81,10 @@ CASES = [
     # train
     (["train", "--dry-run", "train.stepz=1"], "unknown config key train.stepz"),
     (["train", "--config", "nope", "--dry-run"], "unknown preset 'nope'"),
+    # train-autoencoder (the same run options as train, and first stages only)
+    (["train-autoencoder", "--config", "tiny-cpu", "--dry-run"], "train-autoencoder trains first stages"),
+    (["train-autoencoder", "--dry-run", "model.codebook_sise=3"], "unknown config key model.codebook_sise"),
+    (["train-autoencoder", "--dry-run", "train.steps=0"], "train.steps must be >= 1"),
     (["train", "--config", "{B}/binary.yaml", "--dry-run"], "binary.yaml: not a text YAML file"),
     (["train", "--config", "{B}/list.yaml", "--dry-run"], "expected a mapping at the top level"),
     (["train", "--config", "{B}/broken.yaml", "--dry-run"], "broken.yaml: not valid YAML"),

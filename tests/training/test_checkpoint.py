@@ -39,7 +39,8 @@ def test_save_load_round_trip_and_pruning(tmp_path):
         save_checkpoint(tmp_path, step, {"model": weights}, {"step": step}, keep=2)
     assert [s for s, _ in checkpoints(tmp_path)] == [2, 3]
     tensors, state = load_checkpoint(latest_checkpoint(tmp_path))
-    assert state == {"step": 3} and torch.equal(tensors["model"]["w"], weights["w"])
+    assert state["step"] == 3 and set(state["files"]) == {"model.safetensors"}  # with their checksums
+    assert torch.equal(tensors["model"]["w"], weights["w"])
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]  # no leftovers
 
 

@@ -83,9 +83,14 @@ def export_untrained(config: Config, final: str | Path, seed: int = 0) -> Path:
 
 
 def train_autoencoder(
-    config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True
+    config: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    resume_from: str | int | None = None,
 ) -> tuple[TrainResult, Path]:
-    """Train a first stage into ``run_dir`` (or continue it), then export it for diffusion."""
+    """Train a first stage into ``run_dir`` (or continue it, from ``resume_from`` if given), then
+    export it for diffusion."""
     check_first_stage_config(config)
-    result = train(config, Path(run_dir), resume=resume, progress=progress)
+    result = train(config, Path(run_dir), resume=resume, progress=progress, resume_from=resume_from)
     return result, export_first_stage(run_dir)
