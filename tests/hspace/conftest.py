@@ -24,3 +24,9 @@ def tiny_model(request):
     torch.manual_seed(0)
     config = load_config("tiny-cpu", [*HS_TINY, f"model.denoiser.conditioning={request.param}"])
     return EncDiff(config.model, resolution=16).eval()
+
+
+@pytest.fixture
+def hs_overrides():
+    """The tiny h-space test model's config overrides."""
+    return list(HS_TINY)

@@ -36,6 +36,7 @@ from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
 from diffdrl.diffusion.samplers import ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
+from diffdrl.hspace.isometry import IsometryConfig, isometric_loss
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
 from diffdrl.models.encoder import Encoder, EncoderConfig
@@ -59,6 +60,8 @@ class EncDiffConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     anchoring: AnchoringConfig = field(default_factory=AnchoringConfig)
+    # Hahm et al.'s isometric regulariser of h-space (hspace/isometry.py); weight 0 = off, the paper
+    isometry: IsometryConfig = field(default_factory=IsometryConfig)
 
     def __post_init__(self):
         if self.name != "encdiff":
@@ -136,6 +139,8 @@ class EncDiff(nn.Module):
         c = self.tokens(self.encoder(x0))  # (B, N, d)
         if shuffle_tokens:
             c = c.roll(1, dims=0)
+        elif self.config.isometry.weight > 0 and self.training:
+            return isometric_loss(self, x0, c, generator)  # gated: some steps add L_iso
         return epsilon_loss(
             lambda x_t, t: self.denoiser(x_t, t, c),
             x0,
