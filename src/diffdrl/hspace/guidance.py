@@ -41,7 +41,8 @@ def guided_denoise(
         raise ValueError(f"guidance scale must be finite, got {scale}")
     if len(betas) != classifier.config.timesteps:
         raise ValueError(
-            f"the classifier was trained for {classifier.config.timesteps} timesteps, the model has {len(betas)}"
+            f"the classifier was trained for {classifier.config.timesteps} timesteps, "
+            f"the model has {len(betas)}"
         )
     sigma = torch.from_numpy(np.sqrt(1.0 - np.cumprod(1.0 - np.asarray(betas, dtype=np.float64)))).float()
 

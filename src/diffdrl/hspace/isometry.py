@@ -104,16 +104,14 @@ def isometric_loss(model, x0: torch.Tensor, c: torch.Tensor, generator: torch.Ge
 
 
 def _ratio(model, space, config, x_t, t, c, generator):
+    def h_of_x(x):  # x_t -> h_t, the tokens held fixed (the k probes are stacked on the batch)
+        k = len(x) // len(c)
+        return space.bottleneck(lambda a, s: model.denoiser(a, s, c.repeat(k, 1, 1)), x, t.repeat(k))
+
+    def h_of_c(cc):  # c -> h_t, x_t held fixed (ours)
+        k = len(cc) // len(x_t)
+        return space.bottleneck(lambda a, s: model.denoiser(a, s, cc), x_t.repeat(k, 1, 1, 1), t.repeat(k))
+
     if config.target == "x":
-        ratio = trace_ratio(
-            lambda x: space.bottleneck(lambda a, s: model.denoiser(a, s, c.repeat(len(a) // len(c), 1, 1)), x,
-                                       t.repeat(len(x) // len(t))),
-            x_t, config.samples, generator,
-        )  # fmt: skip
-    else:
-        ratio = trace_ratio(
-            lambda cc: space.bottleneck(lambda a, s: model.denoiser(a, s, cc), x_t.repeat(len(cc) // len(x_t), 1, 1, 1),
-                                        t.repeat(len(cc) // len(t))),
-            c, config.samples, generator,
-        )  # fmt: skip
-    return ratio
+        return trace_ratio(h_of_x, x_t, config.samples, generator)
+    return trace_ratio(h_of_c, c, config.samples, generator)
