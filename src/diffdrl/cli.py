@@ -10,6 +10,7 @@ import numpy as np
 
 from diffdrl.atomic import atomic_write, atomic_write_text
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
+from diffdrl.cli_hspace import add_hspace_commands
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
 
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_picture_commands(sub)
     add_harness_commands(sub)
+    add_hspace_commands(sub)
     return parser
 
 
