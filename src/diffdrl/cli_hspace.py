@@ -75,11 +75,13 @@ def cmd_edit(args) -> None:
         )
     else:
         clf = learned.classifier_for(model, run.data, folder, "clean", *budget, progress=progress)
-        t_edit = args.t_edit
-        if t_edit is None:
-            interval = measure_interval(denoiser_of(model, src.tokens), src.x0, betas_of(model), args.steps)
-            t_edit = interval["t_edit"]
         train_src = sources(model, run.sample(args.train_images, args.seed + 1)[1], args.steps)
+        t_edit = args.t_edit
+        if t_edit is None:  # the documented criterion, measured on the training images
+            interval = measure_interval(
+                denoiser_of(model, train_src.tokens), train_src.x0, betas_of(model), args.steps
+            )
+            t_edit = interval["t_edit"]
         block, info = learned.delta_for(
             model,
             train_src,

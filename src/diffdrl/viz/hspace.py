@@ -129,3 +129,35 @@ def save_rows(rows: dict[str, torch.Tensor], path: str | Path, columns, title: s
         column_labels=list(columns),
         title=title,
     )
+
+
+HSPACE_SECTIONS = {
+    "pca": "h-space: PCA directions",
+    "jacobian_x": "h-space: Jacobian dh/dx directions",
+    "jacobian_c": "h-space: Jacobian dh/dc token directions",
+}
+
+
+def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, skipped, out: Path) -> None:
+    """The report's h-space sections: two directions per method on two images, fitted on the
+    rest of ``images``; a model without a U-Net bottleneck gets the reason instead."""
+    from diffdrl.hspace.bottleneck import unet_of
+
+    try:
+        unet_of(model)
+        if not hasattr(model, "invert"):
+            raise TypeError(f"model {model.config.name!r} has no DDIM inversion")
+    except (TypeError, ValueError) as err:
+        for title in HSPACE_SECTIONS.values():
+            skipped(title, str(err).split(":")[0])
+        return
+    result = hspace_strips(model, images[:2], k=2, steps=steps or 20, pca_images=images[2:])
+    paths = dict(zip(result["methods"], save_strips(result, out), strict=True))
+    interval = result["interval"]
+    note = (
+        f"Columns: strength gamma in standard deviations along each direction; middle column unedited. "
+        f"t_edit {interval['t_edit']}, chosen where pixel MSE of P_t vs x reaches "
+        f"{interval['edit_threshold']} of the unrelated-image MSE (our LPIPS-free criterion)."
+    )
+    for method, title in HSPACE_SECTIONS.items():
+        figure(title, paths[method], note)
