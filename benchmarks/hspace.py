@@ -88,8 +88,14 @@ def main(argv=None) -> None:
     run = load_run(args.run, checkpoint=args.checkpoint)
     model, data, steps = run.model, run.data, args.steps
     folder = Path(args.run) / "hspace"
-    out = {"run": str(args.run), "checkpoint": args.checkpoint, "steps": steps, "timings_s": {},
-           "machine": "2 shared CPU cores under heavy contention (load average 15-27): timings are not idle"}  # fmt: skip
+    machine = "2 shared CPU cores under heavy contention (load average 15-27): timings are not idle"
+    out = {
+        "run": str(args.run),
+        "checkpoint": args.checkpoint,
+        "steps": steps,
+        "timings_s": {},
+        "machine": machine,
+    }
     path = Path(args.out)
 
     def save():
@@ -104,7 +110,7 @@ def main(argv=None) -> None:
         return value
 
     clfs = timed("classifiers", lambda: {
-        kind: learned.classifier_for(model, data, folder, kind, steps=args.classifier_steps, images=2048)
+        kind: learned.classifier_for(model, data, folder, kind, steps=args.classifier_steps, images=1024, progress=True)
         for kind in ("clean", "noisy", "heldout")
     })  # fmt: skip
     out["classifier_accuracy"] = {k: learned.accuracy_of(folder, k) for k in clfs}
@@ -129,7 +135,8 @@ def main(argv=None) -> None:
     # EncDiff's own unit swaps: unit i takes another source's value
     other = src.units.roll(1, dims=0)
     edits = timed("units", lambda: {
-        f"unit {i}": heldout.predict(hd.unit_edit(model, src, i, other[:, i], steps)) for i in range(src.units.shape[1])
+        f"unit {i}": heldout.predict(hd.unit_edit(model, src, i, other[:, i], steps))
+        for i in range(src.units.shape[1])
     })  # fmt: skip
     methods["units (EncDiff swap)"] = fidelity(before, edits, n_cal)
     out["methods"] = methods
@@ -148,7 +155,7 @@ def main(argv=None) -> None:
     )
     methods["Jacobian dh/dx"] = fidelity(before, edits, n_cal)
     save()
-    small = hd.Sources(fit.x0[:6], fit.units[:6], fit.tokens[:6], fit.x_T[:6])
+    small = hd.Sources(fit.x0[:3], fit.units[:3], fit.tokens[:3], fit.x_T[:3])  # the full Jacobian is costly
     dc, _ = timed("jacobian_c_fit", lambda: hd.jacobian_c(model, small, t_edit, rank=args.k, steps=steps))
     std = hd.token_direction_std(fit, dc)
     edits = timed(
@@ -203,8 +210,10 @@ def main(argv=None) -> None:
     # subspace diffusion: t1 sweep on data, and content kept vs plain DDIM on the same x_T
     sweep = divergence_sweep(fit.x0, hd.betas_of(model), steps)
     t1 = choose_t1(sweep)
-    sub = subspace_sample(denoiser_of(model, src.tokens), src.x_T, hd.betas_of(model), t1, sweep["sigma_perp"],
-                          steps=steps, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    sub = subspace_sample(
+        denoiser_of(model, src.tokens), src.x_T, hd.betas_of(model), t1, sweep["sigma_perp"],
+        steps=steps, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
     kept = float((heldout.predict(sub) == before).mean())
     out["subspace"] = {
         "sigma_perp": sweep["sigma_perp"],

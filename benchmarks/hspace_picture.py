@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     dx, t_x = hd.jacobian_x(model, fit, t_edit, rank=k, steps=steps, iters=8)
     j, g = signed("Jacobian dh/dx")
     rows[f"dh/dx dir {j + 1} ({g:+g})"] = hd.jacobian_x_edit(model, src, dx, t_x, j, g, steps)
-    small = hd.Sources(fit.x0[:6], fit.units[:6], fit.tokens[:6], fit.x_T[:6])
+    small = hd.Sources(fit.x0[:3], fit.units[:3], fit.tokens[:3], fit.x_T[:3])  # the full Jacobian is costly
     dc, _ = hd.jacobian_c(model, small, t_edit, rank=k, steps=steps)
     j, g = signed("Jacobian dh/dc (ours)")
     rows[f"dh/dc dir {j + 1} ({g:+g})"] = hd.jacobian_c_edit(
