@@ -110,7 +110,9 @@ def main(argv=None) -> None:
         return value
 
     clfs = timed("classifiers", lambda: {
-        kind: learned.classifier_for(model, data, folder, kind, steps=args.classifier_steps, images=1024, progress=True)
+        kind: learned.classifier_for(
+            model, data, folder, kind, steps=args.classifier_steps, images=1024, progress=True
+        )
         for kind in ("clean", "noisy", "heldout")
     })  # fmt: skip
     out["classifier_accuracy"] = {k: learned.accuracy_of(folder, k) for k in clfs}
