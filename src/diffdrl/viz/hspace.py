@@ -70,7 +70,7 @@ def hspace_strips(
 
     for method in methods:
         if method == "pca":
-            pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)
+            pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)  # k <= N - 1
             spectrum = pca.std[0].tolist()
 
             def edit(g, j, pca=pca):
@@ -89,7 +89,8 @@ def hspace_strips(
             def edit(g, j, d=d, std=std):
                 return hd.jacobian_c_edit(model, src, d, j, g, std, steps)
 
-        rows = [run(lambda g, j=j, edit=edit: edit(g, j)) for j in range(k)]
+        count = pca.components.shape[1] if method == "pca" else k
+        rows = [run(lambda g, j=j, edit=edit: edit(g, j)) for j in range(count)]
         out["methods"][method] = {"images": torch.stack(rows), "spectrum": spectrum}
     bar.close()
     return out
@@ -150,6 +151,10 @@ def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, sk
     except (TypeError, ValueError) as err:
         for title in HSPACE_SECTIONS.values():
             skipped(title, str(err).split(":")[0])
+        return
+    if len(images) < 4:
+        for title in HSPACE_SECTIONS.values():
+            skipped(title, "the report needs at least 2 pairs of images (2 to edit, 2 to fit directions on)")
         return
     result = hspace_strips(model, images[:2], k=2, steps=steps or 20, pca_images=images[2:])
     paths = dict(zip(result["methods"], save_strips(result, out), strict=True))
