@@ -12,6 +12,7 @@ from diffdrl.atomic import atomic_write, atomic_write_text
 from diffdrl.cli_args import Parser, at_least, count, output_file, print_error, run_dir, seed
 from diffdrl.cli_explore import add_explore_command
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
+from diffdrl.cli_hspace import add_hspace_commands
 from diffdrl.cli_pictures import add_picture_commands, read_images
 from diffdrl.models.representation import REPRESENTATIONS
 from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_picture_commands(sub)
     add_harness_commands(sub)
     add_explore_command(sub)
+    add_hspace_commands(sub)
     return parser
 
 

@@ -125,9 +125,12 @@ def test_report_has_every_section(trained_tiny, tmp_path):
         "Reconstructions",
         "Beta schedules",
         "Config",
+        "h-space: PCA directions",
+        "h-space: Jacobian dh/dx directions",
+        "h-space: Jacobian dh/dc token directions",
     ):
         assert f"<h2>{title}</h2>" in page, title
-    assert page.count("data:image/png;base64,") == 9
+    assert page.count("data:image/png;base64,") == 12
     for png in (
         "training",
         "metrics",
@@ -138,6 +141,9 @@ def test_report_has_every_section(trained_tiny, tmp_path):
         "attention",
         "reconstruction",
         "schedules",
+        "hspace_pca",
+        "hspace_jacobian_x",
+        "hspace_jacobian_c",
     ):
         assert (tmp_path / "report" / f"{png}.png").exists()
 

@@ -35,10 +35,11 @@ import torch
 from torch import nn
 
 from diffdrl.data.ground_truth import to_model_input
-from diffdrl.diffusion.draws import StepDraws
+from diffdrl.diffusion.draws import StepDraws, step_draws
 from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
+from diffdrl.hspace.isometry import IsometryConfig, isometric_loss
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.decorrelation import decorrelation_penalty
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
@@ -71,6 +72,8 @@ class EncDiffConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     anchoring: AnchoringConfig = field(default_factory=AnchoringConfig)
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)  # latent diffusion when set
+    # Hahm et al.'s isometric regulariser of h-space (hspace/isometry.py); weight 0 = off, the paper
+    isometry: IsometryConfig = field(default_factory=IsometryConfig)
 
     def __post_init__(self):
         if self.name != "encdiff":
@@ -170,14 +173,19 @@ class EncDiff(nn.Module):
         c = self.anchors(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
         if shuffle_tokens:
             c = c.roll(1, dims=0)
-        loss = epsilon_loss(
-            lambda x_t, t: self.denoiser(x_t, t, c),
-            self.diffusion_input(x0),
-            schedule=self.schedule,
-            kind=self.config.loss,
-            draws=draws,
-            weighting=self.config.loss_weighting,
-        )
+        z0 = self.diffusion_input(x0)  # (B, C, H, W) pixels, or the first stage's latents
+        draws = step_draws(draws, len(z0), z0.device)
+        if self.config.isometry.weight > 0 and self.training:
+            loss = isometric_loss(self, z0, c, draws)  # gated: some steps add L_iso
+        else:
+            loss = epsilon_loss(
+                lambda x_t, t: self.denoiser(x_t, t, c),
+                z0,
+                schedule=self.schedule,
+                kind=self.config.loss,
+                draws=draws,
+                weighting=self.config.loss_weighting,
+            )
         if self.config.decorrelation:
             loss = loss + self.config.decorrelation * decorrelation_penalty(s)
         return loss

@@ -16,6 +16,7 @@ from diffdrl.models.representation import encode_images
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
 from diffdrl.viz.grid import save_grid, to_uint8
+from diffdrl.viz.hspace import HSPACE_SECTIONS, add_hspace_sections
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
 from diffdrl.viz.render import (
     RECONSTRUCTION_ETA,
@@ -54,7 +55,7 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     model, sections = run.model, []
     resolve_sampling(model, steps=steps)  # fail before any work when steps do not apply
-    bar = tqdm(total=9, desc="report", leave=False, disable=not progress)
+    bar = tqdm(total=9 + len(HSPACE_SECTIONS), desc="report", leave=False, disable=not progress)
 
     def figure(title: str, path: Path | None, note: str = "") -> None:
         bar.update(1)
@@ -124,6 +125,7 @@ def build_report(
             title=describe_sampling(model, steps=steps, default_eta=RECONSTRUCTION_ETA),
         ),
     )
+    add_hspace_sections(model, images, steps, figure, skipped, out)
     schedule = getattr(run.config.model, "schedule", None)
     if schedule is None:
         skipped("Beta schedules", f"model {model_name(model)!r} is not a diffusion model (no noise schedule)")

@@ -1,0 +1,1 @@
+"""h-space (U-Net bottleneck) and prior-side methods on our own denoisers (issue 20)."""
