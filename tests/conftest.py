@@ -124,3 +124,24 @@ def latent_config(trained_stage):
         )
 
     return make
+
+
+# -- h-space (tests/hspace/) -----------------------------------------------------------------------
+
+HS_TINY = [o for o in TINY if not o.startswith("train.")]  # the tiny model; h-space needs no training
+
+
+@pytest.fixture(params=["cross_attention", "adagn"])
+def tiny_model(request):
+    """An untrained tiny EncDiff of each conditioning (h-space needs no training to be tested)."""
+    from diffdrl.models.encdiff import EncDiff
+
+    torch.manual_seed(0)
+    config = load_config("tiny-cpu", [*HS_TINY, f"model.denoiser.conditioning={request.param}"])
+    return EncDiff(config.model, resolution=16).eval()
+
+
+@pytest.fixture
+def hs_overrides():
+    """The tiny h-space test model's config overrides."""
+    return list(HS_TINY)

@@ -49,7 +49,8 @@ def test_asymmetric_step_is_the_formula_on_a_toy_eps_model():
     x = x_T.clone()
     ts = np.round(np.arange(100, 0, -100 / steps)).astype(int) - 1
     for t in ts:
-        a, a_prev = abar[t], (abar[t - 100 // steps] if t - 100 // steps >= 0 else abar[0])
+        # the last step lands on the clean image (alpha_bar = 1), as the library's DDIM does
+        a, a_prev = abar[t], (abar[t - 100 // steps] if t - 100 // steps >= 0 else 1.0)
         z = torch.einsum("ij,bj...->bi...", net.w1, x) + t / 100
         h = torch.tanh(z)
         eps = torch.einsum("ij,bj...->bi...", net.w2, h) + 0.1 * x

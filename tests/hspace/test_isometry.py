@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.hspace.isometry import IsometryConfig, exact_trace_ratio, trace_ratio
 from diffdrl.models.encdiff import EncDiff
 from diffdrl.training.config import ConfigError, load_config
@@ -29,7 +30,7 @@ def test_isometry_option_adds_a_differentiable_term_to_the_loss(target, hs_overr
     torch.manual_seed(0)
     model = EncDiff(config.model, resolution=16).train()
     x0 = torch.rand(2, 3, 16, 16) * 2 - 1
-    loss = model(x0, torch.Generator().manual_seed(0))
+    loss = model(x0, draws=StepDraws.seeded(0, 2))
     ratio = model.last_terms["isometry"]
     assert 0 < float(ratio) <= 1
     loss.backward()

@@ -29,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from diffdrl.diffusion.samplers import make_scheduler
-from diffdrl.hspace.bottleneck import Denoise, HSpace
+from diffdrl.diffusion.schedule import EpsModel
+from diffdrl.hspace.bottleneck import HSpace
 
 Delta = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # dh, or dh(h_t, t)
 
@@ -43,7 +44,9 @@ def ddim_grid(betas: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np
     t = scheduler.timesteps.numpy().astype(np.int64)
     abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
     prev = t - len(betas) // steps
-    abar_prev = np.where(prev >= 0, abar[np.clip(prev, 0, None)], abar[0])  # set_alpha_to_one=False
+    # the last step lands on the clean image, as the library's DDIM does (set_alpha_to_one)
+    final = scheduler.final_alpha_cumprod.item()
+    abar_prev = np.where(prev >= 0, abar[np.clip(prev, 0, None)], final)
     return t, abar[t], abar_prev
 
 
@@ -90,7 +93,7 @@ def delta_at(dh: Delta, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None
 @torch.no_grad()
 def edit_sample(
     space: HSpace,
-    denoise: Denoise,
+    denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
     dh: Delta = None,
@@ -133,7 +136,7 @@ def edit_sample(
 @torch.no_grad()
 def trajectory_h(
     space: HSpace,
-    denoise: Denoise,
+    denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
     steps: int = 40,

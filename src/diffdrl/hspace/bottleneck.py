@@ -22,13 +22,12 @@ with the tokens zeroed (``null_tokens``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t (B,)) -> eps
+from diffdrl.diffusion.schedule import EpsModel
 
 
 class _StopAtBottleneck(Exception):  # noqa: N818 (control flow, not an error)
@@ -62,7 +61,7 @@ def unet_of(model: nn.Module) -> nn.Module:
     )
 
 
-def denoiser_of(model: nn.Module, tokens: torch.Tensor | None) -> Denoise:
+def denoiser_of(model: nn.Module, tokens: torch.Tensor | None) -> EpsModel:
     """``denoise(x_t, t)`` for an EncDiff-like model under fixed ``tokens`` (B, N, d); ``None`` =
     the unconditional use of the same network, tokens zeroed (``null_tokens``)."""
     if not callable(getattr(model, "denoiser", None)):
@@ -95,7 +94,7 @@ class HSpace:
 
     # -- one pass with h_t recorded --------------------------------------------------------------
 
-    def capture(self, denoise: Denoise, x_t: torch.Tensor, t: torch.Tensor) -> DecoderState:
+    def capture(self, denoise: EpsModel, x_t: torch.Tensor, t: torch.Tensor) -> DecoderState:
         """eps and h_t of one ordinary pass, with every up block's inputs kept for ``decode``."""
         calls: list[tuple[tuple, dict]] = []
         box: dict[str, torch.Tensor] = {}
@@ -136,7 +135,7 @@ class HSpace:
             sample = self.unet.conv_act(self.unet.conv_norm_out(sample))
         return self.unet.conv_out(sample)
 
-    def edited(self, denoise: Denoise, x_t: torch.Tensor, t: torch.Tensor, dh) -> tuple:
+    def edited(self, denoise: EpsModel, x_t: torch.Tensor, t: torch.Tensor, dh) -> tuple:
         """(eps(x_t), eps(x_t | h_t + dh), h_t) in 1.5 passes; ``dh`` a tensor or ``dh(h, t)``."""
         state = self.capture(denoise, x_t, t)
         delta = dh(state.h, t) if callable(dh) else dh
@@ -144,7 +143,7 @@ class HSpace:
 
     # -- h_t as a function, for derivatives ------------------------------------------------------
 
-    def bottleneck(self, denoise: Denoise, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, denoise: EpsModel, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """h_t (B, C, s, s), stopping the pass after the mid block (differentiable, torch.func-safe)."""
 
         def stop(_module, _args, output):

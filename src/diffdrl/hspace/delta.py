@@ -25,8 +25,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import asymmetric_step, check_interval, ddim_grid, predicted_x0
-from diffdrl.hspace.bottleneck import Denoise, HSpace
+from diffdrl.hspace.bottleneck import HSpace
 from diffdrl.hspace.classifier import FactorClassifier, timestep_embedding
 
 
@@ -75,7 +76,7 @@ def scaled(block: DeltaBlock, coefficient: float, train_steps: int, steps: int):
 
 def train_delta(
     space: HSpace,
-    denoise: Denoise,
+    denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
     classifier: FactorClassifier,

@@ -17,18 +17,18 @@ import numpy as np
 import torch
 
 from diffdrl.diffusion.samplers import sample
-from diffdrl.hspace.bottleneck import Denoise
+from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.classifier import FactorClassifier
 
 
 def guided_denoise(
-    denoise: Denoise,
+    denoise: EpsModel,
     classifier: FactorClassifier,
     factor: str,
     value: int | torch.Tensor,
     scale: float,
     betas: np.ndarray,
-) -> Denoise:
+) -> EpsModel:
     """``denoise`` with the classifier's gradient toward ``factor`` = ``value`` added (module doc)."""
     if not classifier.config.noisy:
         raise ValueError("classifier guidance needs a noise-conditional classifier (trained on x_t)")
@@ -58,7 +58,7 @@ def guided_denoise(
 
 
 def guided_sample(
-    denoise: Denoise,
+    denoise: EpsModel,
     classifier: FactorClassifier,
     factor: str,
     value,

@@ -24,8 +24,8 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import asymmetric_step, ddim_grid
-from diffdrl.hspace.bottleneck import Denoise
 
 
 def down(x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ def choose_t1(sweep: dict, tol: float = 0.02) -> int:
 
 @torch.no_grad()
 def subspace_sample(
-    denoise: Denoise,
+    denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
     t1: int,
