@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffdrl.cli_args import at_least, count, run_dir, seed
+from diffdrl.training.runs import WEIGHTS
+
 
 def _folder(run) -> Path:
     return Path(run.path) / "hspace"
@@ -109,17 +112,17 @@ def cmd_edit(args) -> None:
 
 def add_hspace_commands(sub) -> None:
     p = sub.add_parser("hspace", help="h-space PCA and Jacobian directions of a run, drawn as edit strips")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=run_dir, help="run directory")
     p.add_argument(
         "--methods", default="pca,jacobian_x,jacobian_c", help="comma-separated (default: all three)"
     )
-    p.add_argument("--k", type=int, default=3, help="directions per method (default 3)")
-    p.add_argument("--images", type=int, default=2, help="source images per strip (default 2)")
-    p.add_argument("--fit", type=int, default=32, help="images the directions are fitted on (default 32)")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
+    p.add_argument("--k", type=count, default=3, help="directions per method (default 3)")
+    p.add_argument("--images", type=count, default=2, help="source images per strip (default 2)")
+    p.add_argument("--fit", type=count, default=32, help="images the directions are fitted on (default 32)")
+    p.add_argument("--steps", type=count, default=20, help="DDIM steps (default 20)")
     p.add_argument("--t-edit", type=int, help="edit interval start (default: the documented criterion)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.add_argument("--out", help="folder for the PNGs and hspace.json (default RUN/samples)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_hspace)
@@ -127,29 +130,29 @@ def add_hspace_commands(sub) -> None:
     p = sub.add_parser(
         "edit", help="edit a ground-truth factor: learned Asyrp DeltaBlock or classifier guidance"
     )
-    p.add_argument("run", help="run directory (its dataset must have ground-truth factors)")
+    p.add_argument("run", type=run_dir, help="run directory (its dataset must have ground-truth factors)")
     p.add_argument("--factor", required=True, help="factor name (see 'diffdrl datasets info NAME')")
-    p.add_argument("--value", type=int, default=0, help="target value of the factor (default 0)")
+    p.add_argument("--value", type=at_least(0), default=0, help="target value of the factor (default 0)")
     p.add_argument("--method", choices=("delta", "guidance"), default="delta")
     p.add_argument(
         "--coefficients", default="-1,0,0.5,1,1.5", help="DeltaBlock strengths (negative reverses)"
     )
     p.add_argument("--scales", default="0,1,3,10", help="guidance scales")
-    p.add_argument("--images", type=int, default=4, help="images to edit (default 4)")
+    p.add_argument("--images", type=count, default=4, help="images to edit (default 4)")
     p.add_argument(
-        "--train-images", type=int, default=32, help="images the DeltaBlock trains on (default 32)"
+        "--train-images", type=count, default=32, help="images the DeltaBlock trains on (default 32)"
     )
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=count, default=20)
     p.add_argument("--t-edit", type=int, help="edit interval start (default: the documented criterion)")
     p.add_argument(
         "--classifier-steps",
-        type=int,
+        type=count,
         default=400,
         help="training steps of a classifier trained on first use",
     )
-    p.add_argument("--classifier-images", type=int, default=4096, help="ground-truth images it trains on")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--classifier-images", type=count, default=4096, help="ground-truth images it trains on")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.add_argument("--out", help="PNG path (default RUN/samples/edit_METHOD_FACTOR_VALUE.png)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_edit)

@@ -202,6 +202,13 @@ CASES = [
     (["traverse", "{EMPTY}"], "has no checkpoint yet"),
     # interpolate
     (["interpolate", "{R}", "--pairs", "0"], "argument --pairs: must be an integer >= 1"),
+    # hspace and edit (checked before any classifier is trained or image drawn)
+    (["hspace", "{B}/no_such_run"], "no_such_run is not a diffdrl run directory"),
+    (["hspace", "{R}", "--k", "0"], "argument --k: must be an integer >= 1"),
+    (["hspace", "{R}", "--methods", "warp"], "unknown h-space method(s) warp"),
+    (["edit", "{R}", "--factor", "nope"], "unknown factor 'nope'"),
+    (["edit", "{R}", "--factor", "shape", "--value", "-1"], "argument --value: must be an integer >= 0"),
+    (["edit", "{R}", "--factor", "shape", "--t-edit", "999"], "t_edit must be in [0, 50)"),
     # explore (bad arguments stop it before any server starts)
     (["explore", "{B}/no_such_run"], "no_such_run is not a diffdrl run directory"),
     (["explore", "{R}", "--port", "0"], "argument --port: must be an integer >= 1"),
