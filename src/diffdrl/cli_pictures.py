@@ -18,7 +18,7 @@ from diffdrl.cli_args import comma_ints, count, output_file, run_dir, seed
 from diffdrl.data.validation import check_user_images
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, SAMPLERS
 from diffdrl.training.runs import WEIGHTS
-from diffdrl.viz.render import RECONSTRUCTION_ETA
+from diffdrl.viz.render import RECONSTRUCTION_ETA, STARTS
 
 
 def read_images(path: str | Path, resolution: int | None = None) -> np.ndarray:
@@ -91,7 +91,7 @@ def cmd_traverse(args) -> None:
     units = torch.from_numpy(encode_images(run.model, reference))
     values = unit_ranges(units, args.values, num_units=run.config.model.units)
     _, image = run.sample(1, args.seed)
-    rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed)
+    rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed, start=args.start)
     out = save_grid(
         list(rows),
         _out(args, run, "traversal.png"),
@@ -135,16 +135,20 @@ def cmd_sample(args) -> None:
     from diffdrl.metrics.generation import fid, load_feature_network, lpips
     from diffdrl.metrics.reconstruction import image_similarity
     from diffdrl.viz.grid import save_grid, to_uint8
-    from diffdrl.viz.render import RECONSTRUCTION_ETA, describe_sampling, reconstruct
+    from diffdrl.viz.render import describe_sampling, reconstruct
 
     # the feature networks first: a bad file is reported before minutes of sampling
     inception = load_feature_network(args.inception, "Inception") if args.inception else None
     lpips_net = load_feature_network(args.lpips, "LPIPS") if args.lpips else None
     run = load_run(args.run, weights=args.weights)
     sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
-    title = describe_sampling(run.model, **sampling, default_eta=RECONSTRUCTION_ETA)  # checks them too
+    inverted = args.start == "inversion"
+    default_eta = DEFAULT_SAMPLING.eta if inverted else RECONSTRUCTION_ETA
+    title = describe_sampling(run.model, **sampling, default_eta=default_eta)  # checks them too
+    if inverted:
+        title += ", from each image's DDIM-inverted x_T"
     _, images = run.sample(args.num, args.seed)
-    out = reconstruct(run.model, images, seed=args.seed, **sampling).cpu()
+    out = reconstruct(run.model, images, seed=args.seed, start=args.start, **sampling).cpu()
     scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
     generated = to_uint8(out)
     if inception is not None:
@@ -213,12 +217,17 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--target", help="uint8 images .npy/.npz, as many as --source")
     p.add_argument(
         "--start",
-        choices=("noise", "inversion"),
+        choices=STARTS,
         help="diffusion models: x_T shared by a column, fresh noise (default) or DDIM inversion of a source",
     )
     p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
     p.add_argument("--values", type=count, default=8)
     p.add_argument("--reference", type=count, default=1000, help="images whose units give the ranges")
+    p.add_argument(
+        "--start",
+        choices=STARTS,
+        help="diffusion models: the x_T of every cell, fresh noise (default) or DDIM inversion of the image",
+    )
     p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
     p.add_argument("--pairs", type=count, default=4)
     p.add_argument("--values", type=count, default=8)
@@ -237,7 +246,13 @@ def add_picture_commands(sub) -> None:
     p.add_argument(
         "--eta",
         type=float,
-        help=f"DDIM stochasticity of a diffusion model (default {RECONSTRUCTION_ETA:g}, as EncDiff samples)",
+        help=f"DDIM stochasticity of a diffusion model (default {RECONSTRUCTION_ETA:g}, as EncDiff samples; "
+        "0 with --start inversion)",
+    )
+    p.add_argument(
+        "--start",
+        choices=STARTS,
+        help="diffusion models: regenerate from fresh noise (default) or from each image's DDIM inversion",
     )
     p.add_argument(
         "--inception", help="TorchScript/.pt2 Inception feature network: adds FID (use --num >= 2000)"

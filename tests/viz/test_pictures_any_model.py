@@ -106,6 +106,8 @@ def test_diffusion_options_are_errors_for_models_without_a_sampler(runs, capsys)
     for argv in (
         ["swap", run, "--steps", "5"],
         ["swap", run, "--start", "inversion"],
+        ["traverse", run, "--start", "inversion"],
+        ["sample", run, "--start", "inversion"],
         ["sample", run, "--sampler", "ddim", "--eta", "0"],
         ["attention", str(runs["encdec"]), "--timesteps", "10"],
     ):

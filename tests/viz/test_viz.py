@@ -7,6 +7,7 @@ from diffdrl.diffusion.schedule import ScheduleConfig, information_bottleneck_cu
 from diffdrl.metrics.reconstruction import image_similarity, ssim
 from diffdrl.viz.attention import CrossAttentionCapture, attention_maps, save_attention
 from diffdrl.viz.interchange import interchange, save_interchange, swap_units, unit_names
+from diffdrl.viz.render import reconstruct
 from diffdrl.viz.schedules import save_schedule_plot
 from diffdrl.viz.traversal import interpolate, traverse, unit_ranges
 
@@ -49,6 +50,24 @@ def test_traversal_and_interpolation_shapes(trained_tiny):
     assert values.shape == (3, 5) and torch.all(values[:, 1:] >= values[:, :-1])
     assert traverse(trained_tiny.model, images[0], values, steps=3).shape == (3, 5, 16, 16, 3)
     assert interpolate(trained_tiny.model, images[:1], images[1:2], 4, steps=3).shape == (1, 4, 16, 16, 3)
+
+
+def test_inverted_start_retraces_the_images_under_their_own_units(trained_tiny):
+    """From the DDIM-inverted x_T, the unedited reconstruction, traversal value and interchange row
+    all return the input; from fresh noise they need not."""
+    model = trained_tiny.model
+    _, images = trained_tiny.sample(2, seed=6)
+    x0 = to_model_input(images)
+    back = reconstruct(model, images, steps=50, start="inversion")
+    assert (back - x0).square().mean() < 1e-3
+    assert (reconstruct(model, images, steps=50) - x0).square().mean() > 1e-2  # fresh noise, eta 1
+    result = interchange(model, images, images, steps=50, start="inversion")
+    assert np.abs(result.reconstruction.astype(int) - images.astype(int)).mean() < 3
+    own = model.encode(images[:1])  # (1, K): a traversal whose values are the image's own units
+    rows = traverse(model, images[0], own.T.repeat(1, 2), steps=50, start="inversion")
+    assert np.abs(rows[:, 0].astype(int) - images[:1].astype(int)).mean() < 3
+    with pytest.raises(ValueError, match="start must be one of"):
+        traverse(model, images[0], own.T, steps=5, start="noisy")
 
 
 def test_attention_capture_leaves_outputs_bit_identical(trained_tiny):

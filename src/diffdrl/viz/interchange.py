@@ -18,11 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffdrl.data.ground_truth import to_model_input
 from diffdrl.viz.grid import save_grid, to_uint8
-from diffdrl.viz.render import render_units, resolve_sampling, shared_start
-
-STARTS = ("noise", "inversion")
+from diffdrl.viz.render import STARTS, inverted_start, render_units, resolve_sampling, shared_start
 
 
 @dataclass
@@ -71,7 +68,7 @@ def interchange(
     n = model.config.units
     units = torch.cat([swap_units(s_src, s_tgt, n), s_src[None]])  # (N + 1, P, K); last row: no swap
     if start == "inversion":
-        x_T = model.invert(to_model_input(source), model.tokens(s_src), options["steps"])
+        x_T = inverted_start(model, source, options["steps"])
     else:
         x_T = shared_start(model, seed, count=len(s_src))  # (P, C, H, W), or None: nothing to share
     images = render_units(model, units, x_T=x_T, steps=steps)  # (N + 1, P, C, H, W): x_T down a column

@@ -24,10 +24,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING
 from diffdrl.models.representation import has_tokens
 
 RECONSTRUCTION_ETA = 1.0  # EncDiff samples with eta 1 (what the tokens alone carry)
+STARTS = ("noise", "inversion")  # a diffusion picture's x_T: fresh N(0, I), or DDIM inversion of its image
 
 
 def model_name(model) -> str:
@@ -86,6 +88,21 @@ def shared_start(model, seed: int = 0, count: int = 1) -> torch.Tensor | None:
     return torch.randn(shape, generator=gen, device=device)
 
 
+def inverted_start(model, images: np.ndarray | torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    """x_T (B, *noise_shape) from deterministic DDIM inversion of ``images`` (uint8 (B, H, W, C) or
+    float (B, C, H, W)) under their own tokens: DDIM with eta 0 from it retraces each image, so an
+    edit of the units changes what they carry and keeps the rest (the diffusion-autoencoder way of
+    drawing edits). A ``ValueError`` for a model that cannot invert."""
+    if not callable(getattr(model, "invert", None)):
+        raise ValueError(
+            f"start 'inversion' needs a diffusion model that inverts; {model_name(model)!r} does not"
+        )
+    float_input = torch.is_tensor(images) and images.dtype != torch.uint8
+    x0 = images if float_input else to_model_input(images)
+    steps = DEFAULT_SAMPLING.steps if steps is None else steps
+    return model.invert(x0, model.tokens(model.encode(images)), steps)
+
+
 @torch.no_grad()
 def render_units(
     model,
@@ -126,9 +143,17 @@ def reconstruct(
     sampler: str | None = None,
     steps: int | None = None,
     eta: float | None = None,
+    start: str | None = None,
 ) -> torch.Tensor:
     """Images (B, C, H, W) in [-1, 1] rendered from the units of ``images`` (uint8 (B, H, W, C) or
     float (B, C, H, W)): a VAE's or EncDec's decode(encode(x)); a diffusion model's generation from
-    fresh noise drawn from ``seed`` under the images' tokens (eta default 1, as EncDiff samples)."""
-    options = resolve_sampling(model, sampler, steps, eta, default_eta=RECONSTRUCTION_ETA)
-    return render_units(model, model.encode(images), seed=seed, **options)
+    fresh noise drawn from ``seed`` under the images' tokens (eta default 1, as EncDiff samples),
+    or with ``start="inversion"`` from each image's DDIM-inverted x_T (eta default 0: the
+    deterministic round trip)."""
+    if start is not None and start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    inverted = start == "inversion"
+    default_eta = DEFAULT_SAMPLING.eta if inverted else RECONSTRUCTION_ETA
+    options = resolve_sampling(model, sampler, steps, eta, default_eta=default_eta, start=start)
+    x_T = inverted_start(model, images, options["steps"]) if inverted else None
+    return render_units(model, model.encode(images), seed=seed, x_T=x_T, **options)

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.metrics.reconstruction import image_similarity
 from diffdrl.models.representation import encode_images
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
@@ -20,7 +22,6 @@ from diffdrl.viz.hspace import HSPACE_SECTIONS, add_hspace_sections
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
 from diffdrl.viz.render import (
     RECONSTRUCTION_ETA,
-    can_sample,
     describe_sampling,
     model_name,
     reconstruct,
@@ -95,8 +96,12 @@ def build_report(
             "Tokens before anchoring, PCA to 2-D, coloured by each unit's factor; DyGA's mixtures if fitted.",
         )
     _, images = run.sample(2 * pairs, seed)
-    swap = interchange(model, images[:pairs], images[pairs:], steps=steps, seed=seed)
-    shared = "; same x_T along a column" if can_sample(model) else ""
+    # A diffusion model's edits start from each source's DDIM-inverted x_T (as diffusion
+    # autoencoders draw them): untouched attributes keep the source's details, and the swapped
+    # unit is the only change. The regeneration from fresh noise is the reconstruction section's.
+    start = "inversion" if callable(getattr(model, "invert", None)) else None
+    swap = interchange(model, images[:pairs], images[pairs:], steps=steps, seed=seed, start=start)
+    shared = "; x_T from DDIM inversion of the source, shared along a column" if start else ""
     figure(
         "Latent interchange",
         save_interchange(swap, out / "interchange.png", names),
@@ -105,25 +110,33 @@ def build_report(
     )
     _, reference = run.sample(1000, seed + 1)
     values = unit_ranges(torch.from_numpy(encode_images(model, reference)), 8, num_units=n)
-    rows = traverse(model, images[0], values, steps=steps, seed=seed)
+    rows = traverse(model, images[0], values, steps=steps, seed=seed, start=start)
     figure(
         "Traversals",
         save_grid(list(rows), out / "traversal.png", row_labels=names, title=traversal_title(values)),
+        "From the image's DDIM-inverted x_T." if start else "",
     )
     if reason := attention_unavailable(model):
         skipped("Cross-attention maps", reason)
     else:
         maps = attention_maps(model, images[:4], seed=seed)
         figure("Cross-attention maps", save_attention(images[:4], maps, out / "attention.png", names))
-    generated = to_uint8(reconstruct(model, images[:pairs], seed=seed, steps=steps))
+    generated = reconstruct(model, images[:pairs], seed=seed, steps=steps)
+    rows, labels = [images[:pairs], to_uint8(generated)], ["input", "fresh noise"]
+    caption = f"Fresh noise: {describe_sampling(model, steps=steps, default_eta=RECONSTRUCTION_ETA)}"
+    if start:
+        rows.append(to_uint8(reconstruct(model, images[:pairs], steps=steps, start=start)))
+        labels.append("inverted x_T")
+        caption += f"; inverted x_T: DDIM inversion, then {describe_sampling(model, steps=steps)}"
+    score = image_similarity((to_model_input(images[:pairs]) + 1) / 2, (generated.cpu() + 1) / 2)
+    caption += (
+        f". From fresh noise under their own tokens: MSE {score['reconstruction.mse']:.4f}, "
+        f"PSNR {score['reconstruction.psnr']:.1f} dB against the inputs (in [0, 1])."
+    )
     figure(
         "Reconstructions",
-        save_grid(
-            [images[:pairs], generated],
-            out / "reconstruction.png",
-            ["input", "generated"],
-            title=describe_sampling(model, steps=steps, default_eta=RECONSTRUCTION_ETA),
-        ),
+        save_grid(rows, out / "reconstruction.png", labels, title="regenerated under their own units"),
+        caption,
     )
     add_hspace_sections(model, images, steps, figure, skipped, out)
     schedule = getattr(run.config.model, "schedule", None)

@@ -13,7 +13,7 @@ import torch
 
 from diffdrl.metrics.pca import PerUnitPCA
 from diffdrl.viz.grid import to_uint8
-from diffdrl.viz.render import render_units, shared_start
+from diffdrl.viz.render import STARTS, inverted_start, render_units, resolve_sampling, shared_start
 
 
 def unit_ranges(
@@ -49,17 +49,29 @@ def traversal_title(values: torch.Tensor) -> str:
 
 @torch.no_grad()
 def traverse(
-    model, image: np.ndarray, values: torch.Tensor, steps: int | None = None, seed: int = 0
+    model,
+    image: np.ndarray,
+    values: torch.Tensor,
+    steps: int | None = None,
+    seed: int = 0,
+    start: str | None = None,
 ) -> np.ndarray:
     """uint8 (N, V, H, W, C): row i sets unit i of the image's units to ``values[i]``, (N, V) or
-    (N, V, g) for units of g coordinates (``unit_ranges``). One x_T for all (diffusion models)."""
+    (N, V, g) for units of g coordinates (``unit_ranges``). One x_T for all (diffusion models):
+    fresh noise from ``seed``, or with ``start="inversion"`` the image's DDIM-inverted x_T."""
+    if start is not None and start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    resolve_sampling(model, steps=steps, start=start)  # sampling options only for diffusion models
     s = model.encode(image[None])[0]  # (K,)
     n, v = values.shape[:2]
     values = values.reshape(n, v, -1)  # (N, V, g)
     units = s.repeat(n, v, 1).view(n, v, n, values.shape[-1])  # (N, V, N, g)
     i = torch.arange(n)
     units[i, :, i] = values.to(units)
-    x_T = shared_start(model, seed)  # (1, C, H, W), or None for a deterministic decoder
+    if start == "inversion":
+        x_T = inverted_start(model, image[None], steps)  # (1, C, H, W)
+    else:
+        x_T = shared_start(model, seed)  # (1, C, H, W), or None for a deterministic decoder
     images = to_uint8(render_units(model, units.flatten(2), x_T=x_T, steps=steps).flatten(0, 1))
     return images.reshape(n, v, *images.shape[1:])
 
