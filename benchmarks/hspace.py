@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def main(argv=None) -> None:
     run = load_run(args.run, checkpoint=args.checkpoint)
     model, data, steps = run.model, run.data, args.steps
     folder = Path(args.run) / "hspace"
-    machine = "2 shared CPU cores under heavy contention (load average 15-27): timings are not idle"
+    load = os.getloadavg()[0]
+    machine = f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start (idle near 0)"
     out = {
         "run": str(args.run),
         "checkpoint": args.checkpoint,
