@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from diffdrl.atomic import atomic_write_text
+from diffdrl.diffusion.draws import StepDraws
 from diffdrl.hspace import directions as hd
 from diffdrl.hspace import learned
 from diffdrl.hspace.bottleneck import denoiser_of
@@ -255,7 +256,7 @@ def isometry_cost(run, data, batch: int = 16, repeats: int = 3) -> dict:
         times = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            loss = model(x0, torch.Generator().manual_seed(r))
+            loss = model(x0, draws=StepDraws.seeded(r, len(x0)))
             loss.backward()
             times.append(time.perf_counter() - t0)
         result[label] = {"seconds_per_step": float(np.median(times))}

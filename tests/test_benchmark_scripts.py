@@ -218,3 +218,10 @@ def test_high_frequency_energy_sees_speckle_not_flat_colour():
     assert hf(flat) == pytest.approx(0.0, abs=1e-12)
     noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     assert hf(flat + 0.1 * noise) == pytest.approx(0.01 * 8 / 9, rel=0.15)  # (1 - 1/9) of white noise
+
+
+def test_hspace_isometry_cost_times_a_step_with_and_without_the_regulariser(trained_tiny):
+    cost = load_script("hspace").isometry_cost(trained_tiny, trained_tiny.data, batch=4, repeats=1)
+    assert set(cost) == {"off", "x", "tokens"}
+    assert all(v["seconds_per_step"] > 0 for v in cost.values())
+    assert np.isfinite(cost["x"]["l_iso"]) and np.isfinite(cost["tokens"]["l_iso"])
