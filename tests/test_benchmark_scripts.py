@@ -218,3 +218,17 @@ def test_high_frequency_energy_sees_speckle_not_flat_colour():
     assert hf(flat) == pytest.approx(0.0, abs=1e-12)
     noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     assert hf(flat + 0.1 * noise) == pytest.approx(0.01 * 8 / 9, rel=0.15)  # (1 - 1/9) of white noise
+
+
+def test_latent_cache_benchmark_times_the_cache_off_cold_and_warm(latent_config):
+    from conftest import TINY_LATENT
+
+    script = load_script("first_stage")
+    assert script.full_hit_steps(1, 4, 5, seed=0) == 4  # one item: every batch after the first
+    assert script.full_hit_steps(10**9, 4, 5, seed=0) == 0
+    stage = latent_config().model.first_stage.path
+    row = script.cache_speed("tiny-cpu-latent", 3, [*TINY_LATENT, f"model.first_stage.path={stage}"])
+    assert row["cache_batches"] == {"encoded": 3, "served": 2}  # warm-up and 2 cold; 2 warm
+    assert set(row["seconds_per_step"]) == {"off", "encoder_alone", "cold", "warm"}
+    assert all(v > 0 for v in row["seconds_per_step"].values())
+    assert row["run_steps"] == 600 and row["run_steps_fully_cached"] == 0  # 480,000 items, 600 x 4 draws
