@@ -3,6 +3,7 @@
     python benchmarks/first_stage.py quality runs/fs-shapes3d runs/fs-dsprites   # PSNR / SSIM, 512 images
     python benchmarks/first_stage.py encode --presets first-stage-vq,tiny-cpu-first-stage
     python benchmarks/first_stage.py --out benchmarks/results/latent cache --preset tiny-cpu-latent --steps 3
+    python benchmarks/first_stage.py --out benchmarks/results/latent hits --preset paper-latent --sizes 480000
 
 ``quality`` reconstructs 512 images of each run's dataset drawn with a seed the training never
 used for its batches' order (the draw is uniform over the factor grid), writes a grid of 16 and
@@ -10,11 +11,13 @@ reports MSE, PSNR and SSIM (metrics/reconstruction.py). ``encode`` times the fro
 at batch 32 (what every latent EncDiff step adds, and the most that caching latents could save).
 ``cache`` times the training steps of a latent preset (``Trainer._step``: forward, backward, AdamW,
 EMA; the batches rendered beforehand) with ``model.first_stage.cache_latents`` off, on with the
-cache cold (every batch has new items, so it is encoded) and warm (the same batches again, all
-cached), and the encoder alone on the same batches; it also replays the preset's batch indices
-over its ``train.steps`` to count how many steps would find their whole batch cached (the cache
-saves only on those: training/latent_cache.py). A preset whose first stage does not exist is timed
-on an untrained one (``train_throughput.py``'s rule: the cost does not depend on the weights).
+cache cold (every batch has new items, so it is encoded), off again, and on with it warm (the
+same batches again, all cached), and the encoder alone on the same batches; it also replays the
+preset's batch indices over its ``train.steps`` to count how many steps would find their whole
+batch cached (the cache saves only on those: training/latent_cache.py). ``hits`` does that replay
+alone, for a preset's batch and steps on datasets of the given sizes (no training). A preset whose
+first stage does not exist is timed on an untrained one (``train_throughput.py``'s rule: the cost
+does not depend on the weights).
 Results: ``benchmarks/results/first_stage-*.json``.
 """
 
@@ -85,6 +88,19 @@ def full_hit_steps(size: int, batch: int, steps: int, seed: int) -> int:
     return hits
 
 
+def hit_rows(preset: str, sizes: list[int]) -> list[dict]:
+    """For a preset's batch and steps: how many steps find their batch fully cached, per dataset size."""
+    tc = load_config(preset).train
+    rows = []
+    for size in sizes:
+        hits = full_hit_steps(size, tc.batch_size, tc.steps, tc.seed)
+        rows.append(
+            {"preset": preset, "dataset_items": size, "batch_size": tc.batch_size, "run_steps": tc.steps}
+            | {"run_steps_fully_cached": hits, "fraction": hits / tc.steps}
+        )
+    return rows
+
+
 def _timed_steps(trainer, batches) -> float:
     start = time.perf_counter()
     for step, images, index in batches:
@@ -103,37 +119,37 @@ def cache_speed(preset: str, steps: int, extra: list[str]) -> dict:
 
             stand_in = load_config(Path(path).name, [f"data.resolution={config.data.resolution}"])
             path = str(export_untrained(stand_in, Path(tmp) / "first_stage"))
-        seconds = {}
+        trainers = {}
         for cached in (False, True):
             more = [f"model.first_stage.path={path}", f"model.first_stage.cache_latents={cached}"]
-            trainer = Trainer(
-                load_config(preset, [*overrides, *more]), Path(tmp) / str(cached), progress=False
-            )
-            tc = trainer.config.train
-            stream = BatchStream(trainer.images, len(trainer.dataset), tc.batch_size, tc.seed, 0, steps)
-            batches = [(k, stream.batch(k), stream.index(k)) for k in range(steps)]
+            run = Path(tmp) / ("cache" if cached else "off")
+            trainers[cached] = Trainer(load_config(preset, [*overrides, *more]), run, progress=False)
+        off, on = trainers[False], trainers[True]
+        tc = off.config.train
+        stream = BatchStream(off.images, len(off.dataset), tc.batch_size, tc.seed, 0, steps)
+        batches = [(k, stream.batch(k), stream.index(k)) for k in range(steps)]
+        for trainer in (off, on):
             trainer.model.train()
-            _timed_steps(trainer, batches[:1])  # warm-up (kernel choice, allocations); fills batch 0
-            if not cached:
-                seconds["off"] = _timed_steps(trainer, batches[1:])
-                stage = trainer.unwrapped.first_stage
-                start = time.perf_counter()
-                for _, images, _ in batches[1:]:
-                    stage.raw_latents(trainer._to_input(images))
-                seconds["encoder_alone"] = time.perf_counter() - start
-            else:
-                seconds["cold"] = _timed_steps(trainer, batches[1:])
-                seconds["warm"] = _timed_steps(trainer, batches[1:])
-                counts = {"encoded": trainer.latent_cache.encoded, "served": trainer.latent_cache.hits}
+            _timed_steps(trainer, batches[:1])  # warm-up (kernel choice, allocations); caches batch 0
+        # off, cold, off, warm: the two uncached passes bracket the cached ones against load drift
+        seconds = {"off_first": _timed_steps(off, batches[1:]), "cold": _timed_steps(on, batches[1:])}
+        seconds |= {"off_second": _timed_steps(off, batches[1:]), "warm": _timed_steps(on, batches[1:])}
+        seconds["off"] = (seconds["off_first"] + seconds["off_second"]) / 2
+        stage = off.unwrapped.first_stage
+        begin = time.perf_counter()
+        for _, images, _ in batches[1:]:
+            stage.raw_latents(off._to_input(images))
+        seconds["encoder_alone"] = time.perf_counter() - begin
+        counts = {"encoded": on.latent_cache.encoded, "served": on.latent_cache.hits}
     timed = steps - 1
-    size, batch = len(trainer.dataset), tc.batch_size
+    size, batch = len(off.dataset), tc.batch_size
     hits = full_hit_steps(size, batch, tc.steps, tc.seed)
     per_step = {k: v / timed for k, v in seconds.items()}
     run_seconds = hits * per_step["warm"] + (tc.steps - hits) * per_step["cold"]
     return {
         "preset": preset,
         "overrides": extra,
-        "dataset": trainer.config.data.name,
+        "dataset": off.config.data.name,
         "dataset_items": size,
         "batch_size": batch,
         "timed_steps": timed,
@@ -161,6 +177,9 @@ def main() -> None:
     p.add_argument("--preset", default="tiny-cpu-latent")
     p.add_argument("--steps", type=int, default=3, help="batches per timing (the first is the warm-up)")
     p.add_argument("--extra", nargs="*", default=[], help="more config overrides")
+    p = sub.add_parser("hits")
+    p.add_argument("--preset", default="paper-latent")
+    p.add_argument("--sizes", default="480000", help="comma-separated dataset sizes")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     out = Path(args.out)
@@ -183,6 +202,13 @@ def main() -> None:
                 f"{r['warm_speedup']:.2f}x off); encoder alone {ips['encoder_alone']:.1f} images/s; over "
                 f"its {r['run_steps']} steps on {r['dataset_items']} items {r['run_steps_fully_cached']} "
                 f"would be fully cached: {r['run_speedup_expected']:.3f}x expected"
+            )
+    elif args.command == "hits":
+        rows = hit_rows(args.preset, [int(n) for n in args.sizes.split(",")])
+        for r in rows:
+            print(
+                f"{r['preset']} (batch {r['batch_size']}, {r['run_steps']} steps) on {r['dataset_items']} "
+                f"items: {r['run_steps_fully_cached']} steps fully cached ({r['fraction']:.1%})"
             )
     else:
         rows = [encode_speed(p) for p in args.presets.split(",")]
