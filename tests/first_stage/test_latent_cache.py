@@ -30,11 +30,12 @@ def _weights(run_dir, weights: str) -> dict[str, torch.Tensor]:
     return load_model(run_dir, weights=weights).state_dict()
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_cache_on_trains_exactly_as_off_and_resumes_exactly(
-    latent_config, latent_folder, tmp_path, channels_last
-):
-    folder = ["data.name=image-folder", f"data.path={latent_folder}", f"train.channels_last={channels_last}"]
+SPEED = {"float32": [], "channels_last": ["train.channels_last=true"], "bf16": ["train.mixed_precision=bf16"]}
+
+
+@pytest.mark.parametrize("speed", SPEED)
+def test_cache_on_trains_exactly_as_off_and_resumes_exactly(latent_config, latent_folder, tmp_path, speed):
+    folder = ["data.name=image-folder", f"data.path={latent_folder}", *SPEED[speed]]
     off = Trainer(latent_config(*folder, "train.steps=6"), tmp_path / "off", progress=False)
     off.train()
     on = Trainer(latent_config(*folder, "train.steps=6", CACHE), tmp_path / "on", progress=False)
@@ -43,6 +44,7 @@ def test_cache_on_trains_exactly_as_off_and_resumes_exactly(
     # 5 items in batches of 4: from step 1 on most batches are served from the cache alone
     cache = on.latent_cache
     assert cache.hits >= 2 and cache.hits + cache.encoded == 6 and cache.filled_count == 5
+    assert cache.store.dtype == (torch.bfloat16 if speed == "bf16" else torch.float32)  # as the encoder gives
     Trainer(latent_config(*folder, "train.steps=3", CACHE), tmp_path / "resumed", progress=False).train()
     again = Trainer(
         latent_config(*folder, "train.steps=6", CACHE), tmp_path / "resumed", resume=True, progress=False
@@ -57,12 +59,19 @@ def test_cache_on_trains_exactly_as_off_and_resumes_exactly(
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (run, weights)
 
 
-def test_repeated_items_skip_the_encoder_and_get_the_latents_it_would_give(latent_config, latent_folder):
+@pytest.mark.parametrize("kind", ["vq", "kl"])
+def test_repeated_items_skip_the_encoder_and_get_the_latents_it_would_give(
+    trained_stage, stage_config, latent_folder, tmp_path, kind
+):
     from diffdrl.data import make_dataset
-    from diffdrl.models import registry
+    from diffdrl.models.latent_space import FrozenFirstStage
+    from diffdrl.training.first_stage_export import export_untrained
 
     data = make_dataset("image-folder", str(latent_folder), 64)
-    stage = registry.build(latent_config().model, 64, seed=0).first_stage
+    path = (
+        trained_stage if kind == "vq" else export_untrained(stage_config(resolution=64, kind="kl"), tmp_path)
+    )
+    stage = FrozenFirstStage(path, 64)
     stage.calibrate(to_model_input(torch.as_tensor(data.images_at(np.arange(5)))))
     encoded_rows = []
     stage.net.encoder.register_forward_pre_hook(lambda _, args: encoded_rows.append(len(args[0])))
