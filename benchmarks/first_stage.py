@@ -2,7 +2,7 @@
 
     python benchmarks/first_stage.py quality runs/fs-shapes3d runs/fs-dsprites   # PSNR / SSIM, 512 images
     python benchmarks/first_stage.py encode --presets first-stage-vq,tiny-cpu-first-stage
-    python benchmarks/first_stage.py --out benchmarks/results/latent cache --preset tiny-cpu-latent --steps 3
+    python benchmarks/first_stage.py --out benchmarks/results/latent cache --preset tiny-cpu-latent --steps 16
     python benchmarks/first_stage.py --out benchmarks/results/latent hits --preset paper-latent --sizes 480000
 
 ``quality`` reconstructs 512 images of each run's dataset drawn with a seed the training never
