@@ -126,6 +126,19 @@ def latent_config(trained_stage):
     return make
 
 
+@pytest.fixture(scope="session")
+def latent_folder(tmp_path_factory):
+    """An image folder of 5 random 64x64 images: batches of 4 repeat its items from the second step."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("latent_folder")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
 # -- h-space (tests/hspace/) -----------------------------------------------------------------------
 
 HS_TINY = [o for o in TINY if not o.startswith("train.")]  # the tiny model; h-space needs no training

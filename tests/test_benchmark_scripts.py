@@ -225,3 +225,19 @@ def test_hspace_isometry_cost_times_a_step_with_and_without_the_regulariser(trai
     assert set(cost) == {"off", "x", "tokens"}
     assert all(v["seconds_per_step"] > 0 for v in cost.values())
     assert np.isfinite(cost["x"]["l_iso"]) and np.isfinite(cost["tokens"]["l_iso"])
+
+
+def test_latent_cache_benchmark_times_the_cache_off_cold_and_warm(latent_config):
+    from conftest import TINY_LATENT
+
+    script = load_script("first_stage")
+    assert script.full_hit_steps(1, 4, 5, seed=0) == 4  # one item: every batch after the first
+    assert script.full_hit_steps(10**9, 4, 5, seed=0) == 0
+    (row,) = script.hit_rows("tiny-cpu-latent", [1])
+    assert (row["run_steps_fully_cached"], row["run_steps"], row["batch_size"]) == (599, 600, 64)
+    stage = latent_config().model.first_stage.path
+    row = script.cache_speed("tiny-cpu-latent", 3, [*TINY_LATENT, f"model.first_stage.path={stage}"])
+    assert row["cache_batches"] == {"encoded": 3, "served": 2}  # warm-up and 2 cold; 2 warm
+    assert set(row["seconds_per_step"]) == {"off", "off_first", "off_second", "encoder_alone", "cold", "warm"}
+    assert all(v > 0 for v in row["seconds_per_step"].values())
+    assert row["run_steps"] == 600 and row["run_steps_fully_cached"] == 0  # 480,000 items, 600 x 4 draws

@@ -162,18 +162,24 @@ class EncDiff(nn.Module):
         return x0 if self.first_stage is None else self.first_stage.encode(x0)  # (B, C', h, w)
 
     def forward(
-        self, x0: torch.Tensor, draws: StepDraws | None = None, shuffle_tokens: bool = False
+        self,
+        x0: torch.Tensor,
+        draws: StepDraws | None = None,
+        shuffle_tokens: bool = False,
+        latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss for a batch x0 (B, C, H, W) in [-1, 1]; ``draws`` holds the step's t and eps.
 
         ``shuffle_tokens`` pairs each image with another image's tokens: the rise in loss it
         causes measures how much the denoiser relies on the tokens (a cheap diagnostic).
+        ``latents``: ``diffusion_input(x0)`` when the caller already has it (the trainer's latent
+        cache, training/latent_cache.py), so the frozen first stage is not run again.
         """
         s = self.units(x0)  # (B, N) units: the encoder's scalars (standardised under unit_norm)
         c = self.anchors(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
         if shuffle_tokens:
             c = c.roll(1, dims=0)
-        z0 = self.diffusion_input(x0)  # (B, C, H, W) pixels, or the first stage's latents
+        z0 = self.diffusion_input(x0) if latents is None else latents  # (B, C, H, W) pixels or latents
         draws = step_draws(draws, len(z0), z0.device)
         if self.config.isometry.weight > 0 and self.training:
             loss = isometric_loss(self, z0, c, draws)  # gated: some steps add L_iso

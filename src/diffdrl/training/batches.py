@@ -153,9 +153,12 @@ class BatchStream:
         self.rank, self.world = rank, world
         self.start, self.stop, self.prefetch = start, stop, prefetch
 
+    def index(self, step: int) -> np.ndarray:
+        """This process's dataset indices of batch ``step``."""
+        return batch_index(self.size, self.batch_size, self.seed, step, DATA_STREAM, self.rank, self.world)
+
     def batch(self, step: int) -> torch.Tensor:
-        index = batch_index(self.size, self.batch_size, self.seed, step, DATA_STREAM, self.rank, self.world)
-        return self.source(index)
+        return self.source(self.index(step))
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
         if not self.source.prefetch:  # device sources: the GPU queues the work anyway

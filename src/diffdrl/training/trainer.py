@@ -61,6 +61,7 @@ from diffdrl.training.checkpoint import (
 from diffdrl.training.config import Config, dump_config
 from diffdrl.training.ema import EMA
 from diffdrl.training.hardware import autocast, resolve_precision, sync_batchnorm, use_tf32
+from diffdrl.training.latent_cache import LatentCache
 from diffdrl.training.preemption import StopRequests, TrainingPreempted
 from diffdrl.training.run_lock import RunLock
 from diffdrl.version import __version__
@@ -205,6 +206,7 @@ class Trainer:
         self.window: list[float] = []  # losses since the last log row (saved in checkpoints)
         if resume:
             self._resume(resume_from)
+        self.latent_cache = self._latent_cache()
         if tc.compile:
             self.model = torch.compile(self.model)
         self.images = image_source(self.dataset, self.device, tc.data_on_device, progress and self.is_main)
@@ -222,6 +224,7 @@ class Trainer:
             "data": self.images.where,
             "lr": lr,
             "lr_scaling": tc.lr_scaling,
+            "latent_cache": self.latent_cache.where if self.latent_cache else "off",
         }
         self._announce()
         if self.is_main:
@@ -242,9 +245,23 @@ class Trainer:
             f"SyncBatchNorm {s['sync_batchnorm']}; data {s['data']}; lr {s['lr']:.3g} "
             f"(lr_scaling {s['lr_scaling']})"
         )
+        if self.latent_cache is not None:
+            line += f"; first-stage latents cached ({s['latent_cache']})"
         logger.info(line)
         if self.progress and self.is_main:
             tqdm.write(line, file=sys.stderr)
+
+    def _latent_cache(self) -> LatentCache | None:
+        """The cache of first-stage latents when ``model.first_stage.cache_latents`` is on."""
+        settings = getattr(self.config.model, "first_stage", None)
+        if settings is None or not settings.cache_latents:
+            return None
+        if self.config.train.compile:
+            raise ValueError(
+                "model.first_stage.cache_latents cannot be combined with train.compile: the compiled "
+                "first stage may round differently from the eager one the cache runs; turn one off"
+            )
+        return LatentCache(self.unwrapped.first_stage, len(self.dataset), settings.cache_gib, self.device)
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -491,7 +508,8 @@ class Trainer:
             return TrainResult(self.run_dir, self.step, None, last_saved)
         try:
             for step, images in stream:
-                loss_value = self._step(step, images, last_saved)
+                index = stream.index(step) if self.latent_cache is not None else None
+                loss_value = self._step(step, images, last_saved, index)
                 self.step = step + 1
                 self.window.append(loss_value)
                 timed += 1
@@ -579,8 +597,9 @@ class Trainer:
             clock = torch.tensor([self.train_seconds], dtype=torch.float64, device=self.device)
             self.train_seconds = float(broadcast(clock, from_process=0))
 
-    def _step(self, step: int, images, last_saved: Path | None) -> float:
-        """One optimisation step on batch ``step``; returns its loss."""
+    def _step(self, step: int, images, last_saved: Path | None, index=None) -> float:
+        """One optimisation step on batch ``step`` (dataset items ``index``, which the latent
+        cache needs); returns its loss."""
         tc = self.config.train
         x = self._to_input(images)
         _set_lr(self.optimizer, step, self.config)
@@ -589,8 +608,11 @@ class Trainer:
         draws = StepDraws.seeded(
             step_seed(tc.seed, step, NOISE_STREAM), self.local_batch_size, self.device, self.rank, self.world
         )
-        with self.autocast():
-            loss = self.model(x, draws=draws)
+        with self.autocast():  # a cached latent is encoded under the same autocast as a fresh one
+            if self.latent_cache is None:
+                loss = self.model(x, draws=draws)
+            else:
+                loss = self.model(x, draws=draws, latents=self.latent_cache(index, x))
         loss_value = float(loss.detach())
         if not torch.isfinite(loss.detach()):
             where = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint yet"
