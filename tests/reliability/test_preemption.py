@@ -22,11 +22,11 @@ def signal_during_step(monkeypatch, index: int, *signums: int) -> None:
     """Deliver ``signums`` to this process in the middle of optimisation step ``index``."""
     original = Trainer._step
 
-    def step(self, i, images, last_saved):
+    def step(self, i, *args, **kwargs):
         if i == index:
             for signum in signums:
                 os.kill(os.getpid(), signum)
-        return original(self, i, images, last_saved)
+        return original(self, i, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_step", step)
 
