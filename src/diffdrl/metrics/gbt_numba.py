@@ -1,0 +1,262 @@
+"""The numba backend of ``gbt``: each tree level of every tree as a few fused, parallel CPU loops.
+
+The torch backend finds each level's exact best splits by branch and bound over blocks of sorted
+positions, as ~70 batched tensor ops; on a CPU most of its time goes to dispatch and temporaries.
+Here one compiled loop per (tree, feature) pair walks the feature's presorted samples once, keeping
+running residual sums and counts for every node of that tree at this level (each sample belongs to
+one node), and scores every valid split of every node on the way. The other kernels are the
+per-node statistics, the routing of samples to children and the Newton leaves with the raw-score
+update. Every rule (scores, validity, thresholds, ties, importances) is ``gbt``'s; the arithmetic
+is the same operations in the same order wherever the result depends on order (sums in sample
+order, like torch's CPU ``scatter_add``), and the split sums are exact (``gbt`` quantises the
+residuals the trees are fitted to), so both backends grow the same trees, to the bit.
+
+One rule is checked per node instead of per feature: a split between two consecutive samples of a
+node counts as valid when their values differ by more than 1e-7 (float32), which is
+scikit-learn's rule; the torch backend asks that of some pair of neighbours in the feature's
+global order between them (see ``gbt``), which differs only for chains of values closer than 1e-7.
+
+Kernels are compiled on first use and cached on disk (``cache=True``); they run on numba's threads
+(``NUMBA_NUM_THREADS``), parallel over trees or (tree, feature) pairs.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from diffdrl.metrics import gbt
+
+FEATURE_THRESHOLD = gbt.FEATURE_THRESHOLD  # a float32 global: numba compiles it as a float32
+# A score can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that rounding
+# (a few 1e-16), so the test never drops a better split and skips most divisions.
+SLACK = 1.0 - 1e-12
+
+
+def boosting_round(model, fitted, residual, hessian, raw, raw_test, x_test, rate: float, depth: int):
+    """One round's trees (all slots at once) grown on ``fitted`` (n, T), leaves and raw updates.
+
+    ``residual`` and ``hessian`` (n, T) give the Newton leaves; ``raw`` and ``raw_test`` (n, F, Kmax)
+    CPU tensors are updated in place; ``model`` is ``gbt._Boosting``, whose ``gain`` gets the
+    round's importance decreases. The small per-level decisions (ties, gains) are ``gbt``'s torch
+    functions, so they are the torch backend's arithmetic.
+    """
+    rows = fitted.contiguous().numpy()  # (n, T): the roots' layout
+    r = fitted.T.contiguous().numpy()  # (T, n): the other levels'
+    trees, n = r.shape
+    codes_test = x_test.T.contiguous().numpy()  # (D, m)
+    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
+    node = np.zeros((trees, n), dtype=kind)
+    node_test = np.zeros((trees, codes_test.shape[1]), dtype=kind)
+    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
+    gain = torch.zeros((model.d, trees), dtype=torch.float64)
+    for level in range(depth):
+        m = 2**level
+        count, total, square = (torch.from_numpy(a) for a in node_stats(node, r, m))  # (m, T)
+        ok = alive & (gbt._variance(count, total, square) > gbt.EPSILON)
+        search = root_splits if level == 0 else best_splits
+        per_feature, threshold = search(
+            model.order_numpy,
+            model.sorted_numpy,
+            *((rows,) if level == 0 else (node, r)),
+            count.numpy(),
+            total.numpy(),
+            ok.numpy(),
+        )
+        best, share, feature = gbt._choose(torch.from_numpy(per_feature))
+        split = gbt._add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
+        feature = feature.numpy()
+        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
+        feature = feature.reshape(m, trees)
+        route(model.codes_numpy, node, split, feature, cut)
+        route(codes_test, node_test, split, feature, cut)
+        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
+    model.gain += gain
+    add_leaves(
+        node,
+        node_test,
+        residual.T.contiguous().numpy(),
+        hessian.T.contiguous().numpy(),
+        model.newton_scale.numpy(),
+        model.tree_cols.numpy(),
+        rate,
+        raw.view(n, -1).numpy(),
+        raw_test.view(node_test.shape[1], -1).numpy(),
+        2**depth,
+    )
+
+
+@numba.njit(parallel=True, cache=True)
+def node_stats(node, residual, m):
+    """Per-node sample count, residual sum and sum of squares (m, T), summed in sample order."""
+    trees, n = node.shape
+    count = np.zeros((m, trees))
+    total = np.zeros((m, trees))
+    square = np.zeros((m, trees))
+    for t in numba.prange(trees):
+        counts = np.zeros(m)  # per-thread accumulators: no shared cache lines in the loop
+        totals = np.zeros(m)
+        squares = np.zeros(m)
+        for s in range(n):
+            c = node[t, s]
+            r = residual[t, s]
+            counts[c] += 1.0
+            totals[c] += r
+            squares[c] += r * r
+        for c in range(m):
+            count[c, t] = counts[c]
+            total[c, t] = totals[c]
+            square[c, t] = squares[c]
+    return count, total, square
+
+
+@numba.njit(parallel=True, cache=True)
+def root_splits(order, sorted_values, residual, count, total, ok):
+    """``best_splits`` for the roots (level 0), trees innermost: (D, T) scores and thresholds.
+
+    ``residual`` is (n, T) here. Every sample is in the root, so a position's validity and left
+    count are the same for every tree, and each sample's residuals are one contiguous row.
+    """
+    d, n = order.shape
+    trees = count.shape[1]
+    best = np.full((d, trees), -np.inf)
+    threshold = np.zeros((d, trees))
+    for j in numba.prange(d):
+        left_sum = np.zeros(trees)
+        top = np.full(trees, -np.inf)
+        low = np.zeros(trees)
+        high = np.zeros(trees)
+        big_n = count[0]
+        sums = total[0]
+        for p in range(n):
+            s = order[j, p]
+            v = sorted_values[j, p]
+            if p >= 1 and v > sorted_values[j, p - 1] + FEATURE_THRESHOLD:
+                k = np.float64(p)
+                for t in range(trees):
+                    if ok[0, t]:
+                        diff = k * sums[t] - big_n[t] * left_sum[t]
+                        score = diff * diff / max(k * (big_n[t] - k), 1.0)
+                        if score > top[t]:
+                            top[t] = score
+                            low[t] = sorted_values[j, p - 1]
+                            high[t] = v
+            for t in range(trees):
+                left_sum[t] += residual[s, t]
+        for t in range(trees):
+            best[j, t] = top[t]
+            threshold[j, t] = _threshold(top[t], low[t], high[t])
+    return best, threshold
+
+
+@numba.njit(parallel=True, cache=True)
+def best_splits(order, sorted_values, node, residual, count, total, ok):
+    """Best friedman_mse score and its threshold per (feature, node-major column): (D, m T) each.
+
+    ``order`` and ``sorted_values`` (D, n) are each feature's stable sort order and sorted values;
+    ``node`` (T, n) each sample's node, ``residual`` (T, n); ``count``, ``total``, ``ok`` (m, T) the
+    nodes' sizes, residual sums and whether they may split. Column ``c T + t`` is node c of tree t,
+    as in the torch backend. Within a feature the first (lowest-threshold) maximum is kept; -inf
+    marks a feature with no valid split of that node.
+    """
+    d, n = order.shape
+    m, trees = count.shape
+    best = np.full((d, m * trees), -np.inf)
+    threshold = np.zeros((d, m * trees))
+    for job in numba.prange(trees * d):
+        t = job // d
+        j = job - t * d
+        top = np.full(m, -np.inf)
+        low = np.zeros(m)  # the best split's largest left and smallest right values
+        high = np.zeros(m)
+        nodes = count[:, t], total[:, t], ok[:, t]
+        _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high)
+        for c in range(m):
+            best[j, c * trees + t] = top[c]
+            threshold[j, c * trees + t] = _threshold(top[c], low[c], high[c])
+    return best, threshold
+
+
+@numba.njit(cache=True)
+def _scan(order, values, node, residual, count, total, ok, top, low, high):
+    """One (tree, feature) pair: walk the feature's sorted samples, every node's running sums at once.
+
+    A separate function: numba compiles the loop tighter than inside the ``prange`` body.
+    """
+    m = top.shape[0]
+    big_n = count.copy()
+    sums = total.copy()
+    may = ok.copy()
+    left_count = np.zeros(m)
+    left_sum = np.zeros(m)
+    last = np.zeros(m, dtype=np.float32)  # value of the node's previous sample in this order
+    for p in range(order.shape[0]):
+        s = order[p]
+        c = node[s]
+        if not may[c]:
+            continue
+        v = values[p]
+        k = left_count[c]
+        if k >= 1.0 and v > last[c] + FEATURE_THRESHOLD:  # split between the node's previous sample and s
+            diff = k * sums[c] - big_n[c] * left_sum[c]  # gbt._score, operation for operation
+            q = diff * diff
+            den = max(k * (big_n[c] - k), 1.0)
+            if q >= top[c] * den * SLACK:  # cheap test first; the exact score decides
+                score = q / den
+                if score > top[c]:
+                    top[c] = score
+                    low[c] = last[c]
+                    high[c] = v
+        left_count[c] = k + 1.0
+        left_sum[c] += residual[s]
+        last[c] = v
+
+
+@numba.njit(cache=True)
+def _threshold(score, low, high):
+    """gbt._thresholds: the midpoint of the two values, or the left one if the midpoint rounds up."""
+    if score == -np.inf:
+        return 0.0
+    mid = low / 2.0 + high / 2.0
+    return low if mid == high or not np.isfinite(mid) else mid
+
+
+@numba.njit(parallel=True, cache=True)
+def route(codes, node, split, feature, threshold):
+    """Send every sample of ``node`` (T, n) to its child in place: 2c, or 2c + 1 if right of the split.
+
+    ``codes`` (D, n) float32 transposed; ``split``, ``feature``, ``threshold`` (m, T) per node.
+    """
+    trees, n = node.shape
+    for t in numba.prange(trees):
+        for s in range(n):
+            c = node[t, s]
+            right = 0
+            if split[c, t] and np.float64(codes[feature[c, t], s]) > threshold[c, t]:
+                right = 1
+            node[t, s] = 2 * c + right
+
+
+@numba.njit(parallel=True, cache=True)
+def add_leaves(leaf, leaf_test, residual, hessian, scale, cols, rate, raw, raw_test, leaves):
+    """Newton leaf values (sums in sample order) added, times ``rate``, to raw score columns ``cols``.
+
+    ``leaf``, ``residual``, ``hessian`` (T, n); ``leaf_test`` (T, m); ``raw`` (n, C) and
+    ``raw_test`` (m, C) are updated in place; ``scale`` (T,) is the (K-1)/K factor.
+    """
+    trees, n = leaf.shape
+    for t in numba.prange(trees):
+        num = np.zeros(leaves)
+        den = np.zeros(leaves)
+        for s in range(n):
+            num[leaf[t, s]] += residual[t, s]
+            den[leaf[t, s]] += hessian[t, s]
+        value = np.zeros(leaves)
+        for k in range(leaves):
+            value[k] = (0.0 if abs(den[k]) < 1e-150 else num[k] / den[k]) * scale[t]
+        col = cols[t]
+        for s in range(n):
+            raw[s, col] += rate * value[leaf[t, s]]
+        for s in range(leaf_test.shape[1]):
+            raw_test[s, col] += rate * value[leaf_test[t, s]]
