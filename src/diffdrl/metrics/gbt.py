@@ -304,9 +304,7 @@ class _Boosting:
         hessian = p * (1 - p)
         fitted = torch.round(residual * self.quantum) / self.quantum  # what the trees split
         if self.backend == "numba":
-            from diffdrl.metrics.gbt_numba import boosting_round
-
-            boosting_round(self, fitted, residual, hessian, raw, raw_test, x_test, learning_rate, max_depth)
+            _numba_round(self, fitted, residual, hessian, raw, raw_test, x_test, learning_rate, max_depth)
             return
         flat, flat_test = raw.view(self.n, -1), raw_test.view(len(x_test), -1)
         for start in range(0, residual.shape[1], self.chunk):
@@ -381,6 +379,60 @@ def _grow(model: _Boosting, x, x_test, residual, max_depth: int):
         value = torch.gather(x_test, 1, feature.view(-1)[index]).double()
         node_test = 2 * node_test + (split.view(-1)[index] & (value > threshold.view(-1)[index])).long()
     return node, node_test, gain
+
+
+def _numba_round(model: _Boosting, fitted, residual, hessian, raw, raw_test, x_test, rate, depth: int):
+    """The numba backend's round: every slot's tree grown on ``fitted`` (n, T), leaves, raw updates.
+
+    ``residual`` and ``hessian`` (n, T) give the Newton leaves; ``raw`` and ``raw_test`` (n, F, Kmax)
+    are updated in place. The kernels (``gbt_numba``) do the passes over samples; the small
+    per-level decisions (``_choose``, ``_add_gain``) are the torch backend's own functions.
+    """
+    from diffdrl.metrics import gbt_numba as kernels
+
+    rows = fitted.contiguous().numpy()  # (n, T): the roots' layout
+    r = fitted.T.contiguous().numpy()  # (T, n): the other levels'
+    trees, n = r.shape
+    codes_test = x_test.T.contiguous().numpy()  # (D, m)
+    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
+    node = np.zeros((trees, n), dtype=kind)
+    node_test = np.zeros((trees, codes_test.shape[1]), dtype=kind)
+    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
+    gain = torch.zeros((model.d, trees), dtype=torch.float64)
+    for level in range(depth):
+        m = 2**level
+        count, total, square = (torch.from_numpy(a) for a in kernels.node_stats(node, r, m))  # (m, T)
+        ok = alive & (_variance(count, total, square) > EPSILON)
+        nodes = count.numpy(), total.numpy(), ok.numpy()
+        if level == 0:
+            per_feature, threshold = kernels.root_splits(
+                model.order_numpy, model.sorted_numpy, rows, *nodes, FEATURE_THRESHOLD
+            )
+        else:
+            per_feature, threshold = kernels.best_splits(
+                model.order_numpy, model.sorted_numpy, node, r, *nodes, FEATURE_THRESHOLD
+            )
+        best, share, feature = _choose(torch.from_numpy(per_feature))
+        split = _add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
+        feature = feature.numpy()
+        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
+        feature = feature.reshape(m, trees)
+        kernels.route(model.codes_numpy, node, split, feature, cut)
+        kernels.route(codes_test, node_test, split, feature, cut)
+        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
+    model.gain += gain
+    kernels.add_leaves(
+        node,
+        node_test,
+        residual.T.contiguous().numpy(),
+        hessian.T.contiguous().numpy(),
+        model.newton_scale.numpy(),
+        model.tree_cols.numpy(),
+        rate,
+        raw.view(n, -1).numpy(),
+        raw_test.view(node_test.shape[1], -1).numpy(),
+        2**depth,
+    )
 
 
 def _node_stats(node, residual, m: int):

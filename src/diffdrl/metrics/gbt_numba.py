@@ -24,67 +24,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import torch
 
-from diffdrl.metrics import gbt
-
-FEATURE_THRESHOLD = gbt.FEATURE_THRESHOLD  # a float32 global: numba compiles it as a float32
 # A score can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that rounding
 # (a few 1e-16), so the test never drops a better split and skips most divisions.
 SLACK = 1.0 - 1e-12
-
-
-def boosting_round(model, fitted, residual, hessian, raw, raw_test, x_test, rate: float, depth: int):
-    """One round's trees (all slots at once) grown on ``fitted`` (n, T), leaves and raw updates.
-
-    ``residual`` and ``hessian`` (n, T) give the Newton leaves; ``raw`` and ``raw_test`` (n, F, Kmax)
-    CPU tensors are updated in place; ``model`` is ``gbt._Boosting``, whose ``gain`` gets the
-    round's importance decreases. The small per-level decisions (ties, gains) are ``gbt``'s torch
-    functions, so they are the torch backend's arithmetic.
-    """
-    rows = fitted.contiguous().numpy()  # (n, T): the roots' layout
-    r = fitted.T.contiguous().numpy()  # (T, n): the other levels'
-    trees, n = r.shape
-    codes_test = x_test.T.contiguous().numpy()  # (D, m)
-    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
-    node = np.zeros((trees, n), dtype=kind)
-    node_test = np.zeros((trees, codes_test.shape[1]), dtype=kind)
-    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
-    gain = torch.zeros((model.d, trees), dtype=torch.float64)
-    for level in range(depth):
-        m = 2**level
-        count, total, square = (torch.from_numpy(a) for a in node_stats(node, r, m))  # (m, T)
-        ok = alive & (gbt._variance(count, total, square) > gbt.EPSILON)
-        search = root_splits if level == 0 else best_splits
-        per_feature, threshold = search(
-            model.order_numpy,
-            model.sorted_numpy,
-            *((rows,) if level == 0 else (node, r)),
-            count.numpy(),
-            total.numpy(),
-            ok.numpy(),
-        )
-        best, share, feature = gbt._choose(torch.from_numpy(per_feature))
-        split = gbt._add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
-        feature = feature.numpy()
-        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
-        feature = feature.reshape(m, trees)
-        route(model.codes_numpy, node, split, feature, cut)
-        route(codes_test, node_test, split, feature, cut)
-        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
-    model.gain += gain
-    add_leaves(
-        node,
-        node_test,
-        residual.T.contiguous().numpy(),
-        hessian.T.contiguous().numpy(),
-        model.newton_scale.numpy(),
-        model.tree_cols.numpy(),
-        rate,
-        raw.view(n, -1).numpy(),
-        raw_test.view(node_test.shape[1], -1).numpy(),
-        2**depth,
-    )
 
 
 @numba.njit(parallel=True, cache=True)
@@ -112,7 +55,7 @@ def node_stats(node, residual, m):
 
 
 @numba.njit(parallel=True, cache=True)
-def root_splits(order, sorted_values, residual, count, total, ok):
+def root_splits(order, sorted_values, residual, count, total, ok, gap):
     """``best_splits`` for the roots (level 0), trees innermost: (D, T) scores and thresholds.
 
     ``residual`` is (n, T) here. Every sample is in the root, so a position's validity and left
@@ -132,7 +75,7 @@ def root_splits(order, sorted_values, residual, count, total, ok):
         for p in range(n):
             s = order[j, p]
             v = sorted_values[j, p]
-            if p >= 1 and v > sorted_values[j, p - 1] + FEATURE_THRESHOLD:
+            if p >= 1 and v > sorted_values[j, p - 1] + gap:
                 k = np.float64(p)
                 for t in range(trees):
                     if ok[0, t]:
@@ -151,10 +94,11 @@ def root_splits(order, sorted_values, residual, count, total, ok):
 
 
 @numba.njit(parallel=True, cache=True)
-def best_splits(order, sorted_values, node, residual, count, total, ok):
+def best_splits(order, sorted_values, node, residual, count, total, ok, gap):
     """Best friedman_mse score and its threshold per (feature, node-major column): (D, m T) each.
 
-    ``order`` and ``sorted_values`` (D, n) are each feature's stable sort order and sorted values;
+    ``order`` and ``sorted_values`` (D, n) are each feature's stable sort order and sorted values
+    (float32, like ``gap``, gbt's FEATURE_THRESHOLD: the validity test is in float32);
     ``node`` (T, n) each sample's node, ``residual`` (T, n); ``count``, ``total``, ``ok`` (m, T) the
     nodes' sizes, residual sums and whether they may split. Column ``c T + t`` is node c of tree t,
     as in the torch backend. Within a feature the first (lowest-threshold) maximum is kept; -inf
@@ -171,7 +115,7 @@ def best_splits(order, sorted_values, node, residual, count, total, ok):
         low = np.zeros(m)  # the best split's largest left and smallest right values
         high = np.zeros(m)
         nodes = count[:, t], total[:, t], ok[:, t]
-        _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high)
+        _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high, gap)
         for c in range(m):
             best[j, c * trees + t] = top[c]
             threshold[j, c * trees + t] = _threshold(top[c], low[c], high[c])
@@ -179,7 +123,7 @@ def best_splits(order, sorted_values, node, residual, count, total, ok):
 
 
 @numba.njit(cache=True)
-def _scan(order, values, node, residual, count, total, ok, top, low, high):
+def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
     """One (tree, feature) pair: walk the feature's sorted samples, every node's running sums at once.
 
     A separate function: numba compiles the loop tighter than inside the ``prange`` body.
@@ -198,7 +142,7 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high):
             continue
         v = values[p]
         k = left_count[c]
-        if k >= 1.0 and v > last[c] + FEATURE_THRESHOLD:  # split between the node's previous sample and s
+        if k >= 1.0 and v > last[c] + gap:  # split between the node's previous sample and s
             diff = k * sums[c] - big_n[c] * left_sum[c]  # gbt._score, operation for operation
             q = diff * diff
             den = max(k * (big_n[c] - k), 1.0)
