@@ -249,7 +249,7 @@ class _Boosting:
         if backend == "numba":
             self.order_numpy = order.numpy()
             self.sorted_numpy = xs.numpy()
-            self.codes_numpy = xt.T.contiguous().numpy()  # (D, n) for routing
+            self.codes_numpy = x  # (n, D) float32, for routing
         else:
             self._prepare_blocks(order, xs, max_chunk_elements)
 
@@ -393,10 +393,10 @@ def _numba_round(model: _Boosting, fitted, residual, hessian, raw, raw_test, x_t
     rows = fitted.contiguous().numpy()  # (n, T): the roots' layout
     r = fitted.T.contiguous().numpy()  # (T, n): the other levels'
     trees, n = r.shape
-    codes_test = x_test.T.contiguous().numpy()  # (D, m)
+    codes_test = x_test.contiguous().numpy()  # (m, D)
     kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
     node = np.zeros((trees, n), dtype=kind)
-    node_test = np.zeros((trees, codes_test.shape[1]), dtype=kind)
+    node_test = np.zeros((trees, len(codes_test)), dtype=kind)
     alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
     gain = torch.zeros((model.d, trees), dtype=torch.float64)
     for level in range(depth):

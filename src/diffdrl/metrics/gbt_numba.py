@@ -25,8 +25,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# A score can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that rounding
-# (a few 1e-16), so the test never drops a better split and skips most divisions.
+# A score q / den can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that
+# rounding (a few 1e-16), so the test q >= (top * SLACK) den never drops a better split and skips
+# most divisions.
 SLACK = 1.0 - 1e-12
 
 
@@ -68,28 +69,26 @@ def root_splits(order, sorted_values, residual, count, total, ok, gap):
     for j in numba.prange(d):
         left_sum = np.zeros(trees)
         top = np.full(trees, -np.inf)
-        low = np.zeros(trees)
-        high = np.zeros(trees)
-        big_n = count[0]
-        sums = total[0]
+        where = np.zeros(trees, dtype=np.int64)  # sorted position of the best split's first right sample
+        big_n = count[0].copy()
+        sums = total[0].copy()
+        may = ok[0].copy()
         for p in range(n):
             s = order[j, p]
-            v = sorted_values[j, p]
-            if p >= 1 and v > sorted_values[j, p - 1] + gap:
+            if p >= 1 and sorted_values[j, p] > sorted_values[j, p - 1] + gap:
                 k = np.float64(p)
-                for t in range(trees):
-                    if ok[0, t]:
-                        diff = k * sums[t] - big_n[t] * left_sum[t]
-                        score = diff * diff / max(k * (big_n[t] - k), 1.0)
-                        if score > top[t]:
-                            top[t] = score
-                            low[t] = sorted_values[j, p - 1]
-                            high[t] = v
+                for t in range(trees):  # branch-free, so that it vectorises over trees
+                    diff = k * sums[t] - big_n[t] * left_sum[t]
+                    score = diff * diff / max(k * (big_n[t] - k), 1.0)
+                    better = may[t] & (score > top[t])
+                    top[t] = score if better else top[t]
+                    where[t] = p if better else where[t]
             for t in range(trees):
                 left_sum[t] += residual[s, t]
         for t in range(trees):
             best[j, t] = top[t]
-            threshold[j, t] = _threshold(top[t], low[t], high[t])
+            low = np.float64(sorted_values[j, max(where[t] - 1, 0)])
+            threshold[j, t] = _threshold(top[t], low, np.float64(sorted_values[j, where[t]]))
     return best, threshold
 
 
@@ -134,7 +133,9 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
     may = ok.copy()
     left_count = np.zeros(m)
     left_sum = np.zeros(m)
-    last = np.zeros(m, dtype=np.float32)  # value of the node's previous sample in this order
+    # The value of the node's previous sample in this order; +inf before its first (no split there).
+    last = np.full(m, np.inf, dtype=np.float32)
+    bar = np.full(m, -np.inf)  # top * SLACK
     for p in range(order.shape[0]):
         s = order[p]
         c = node[s]
@@ -142,14 +143,15 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
             continue
         v = values[p]
         k = left_count[c]
-        if k >= 1.0 and v > last[c] + gap:  # split between the node's previous sample and s
+        if v > last[c] + gap:  # split between the node's previous sample and s
             diff = k * sums[c] - big_n[c] * left_sum[c]  # gbt._score, operation for operation
             q = diff * diff
             den = max(k * (big_n[c] - k), 1.0)
-            if q >= top[c] * den * SLACK:  # cheap test first; the exact score decides
+            if q >= bar[c] * den:  # cheap test first; the exact score decides
                 score = q / den
                 if score > top[c]:
                     top[c] = score
+                    bar[c] = score * SLACK
                     low[c] = last[c]
                     high[c] = v
         left_count[c] = k + 1.0
@@ -170,15 +172,17 @@ def _threshold(score, low, high):
 def route(codes, node, split, feature, threshold):
     """Send every sample of ``node`` (T, n) to its child in place: 2c, or 2c + 1 if right of the split.
 
-    ``codes`` (D, n) float32 transposed; ``split``, ``feature``, ``threshold`` (m, T) per node.
+    ``codes`` (n, D) float32, a sample's codes one row; ``split``, ``feature``, ``threshold`` (m, T)
+    per node.
     """
     trees, n = node.shape
     for t in numba.prange(trees):
+        splits = split[:, t].copy()
+        features = feature[:, t].copy()
+        cuts = threshold[:, t].copy()
         for s in range(n):
             c = node[t, s]
-            right = 0
-            if split[c, t] and np.float64(codes[feature[c, t], s]) > threshold[c, t]:
-                right = 1
+            right = (np.float64(codes[s, features[c]]) > cuts[c]) & splits[c]  # no branch to mispredict
             node[t, s] = 2 * c + right
 
 
