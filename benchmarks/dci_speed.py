@@ -214,6 +214,7 @@ def main() -> None:
         help="speed cases: time ours only, scikit-learn's seconds and scores from --sklearn-results",
     )
     parser.add_argument("--sklearn-results", default="benchmarks/results/dci_speed.json")
+    parser.add_argument("--units", default="20,30", help="the speed cases' unit counts, comma-separated")
     parser.add_argument(
         "--out", default=None, help="default results/dci_speed.json, dci_speed_gbt.json with --skip-sklearn"
     )
@@ -231,7 +232,7 @@ def main() -> None:
         "sklearn_self_agreement": {},
     }
     if not args.skip_speed:
-        for units in (20, 30):
+        for units in (int(u) for u in args.units.split(",")):
             name = f"synth-shapes3d projection, {units} units x 6 factors, 10000/5000"
             if args.skip_sklearn and name not in previous:
                 raise SystemExit(f"no scikit-learn row for {name!r} in {args.sklearn_results}")

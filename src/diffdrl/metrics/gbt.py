@@ -3,12 +3,13 @@
 DCI's canonical estimator (disentanglement_lib) is ``GradientBoostingClassifier()`` with default
 settings, fitted once per factor. This module fits the same model, written from the algorithm's
 definition (Friedman 2001, "Greedy function approximation", Algorithm 6 with K trees per round),
-for every factor at once, in one of two backends (``backend``) that grow the same trees, to the bit:
+for every factor at once, in one of two backends (``backend``) that grow the same trees, to the
+bit on CPU (but for the one validity rule that differs, in "Ties" below):
 
 - ``"torch"``: a few large torch ops per tree level (branch and bound over blocks of sorted
   positions) that run unchanged on CPU or CUDA; the only backend on CUDA.
 - ``"numba"``: fused, parallel CPU kernels (``gbt_numba``), one pass per (tree, feature) pair and
-  level over the presorted samples; several times faster on a CPU.
+  level over the presorted samples; faster on a CPU (measured in ``benchmarks/dci_speed.py``).
 - ``"auto"`` (default): numba on CPU, torch on CUDA. numba is a declared dependency, so the
   choice depends on the device only; without numba a CPU fit is an error, not a fallback.
 
@@ -22,14 +23,15 @@ The model (scikit-learn's defaults):
 - Trees: depth 3, exact best splits over all features, min_samples_leaf 1, no subsampling,
   ``friedman_mse``: maximise n_l n_r (mean_r - mean_l)^2 = (n_l S_r - n_r S_l)^2 / (n_l n_r),
   computed in float64 as (n_l S - N S_l)^2 / (n_l (N - n_l)) from exact sums (next item).
-- The trees are fitted to the residuals rounded to multiples of 2^-q, q = 52 - ceil(log2 n)
-  (2^-38, about 4e-12, at n = 10000), so that every sum of residuals is exact in float64 whatever
-  its order: a split's score is a function of its partition alone, the same in both backends and
-  on any device. (Leaf values use the unrounded residuals.) A deliberate deviation: scikit-learn's
-  scores carry its summation order's rounding, ~1e-12 relative, which is where this rounding sits.
   Thresholds are midpoints of consecutive distinct values (gap > 1e-7 in float32), samples
   ``x <= threshold`` go left. A node is a leaf at depth 3, when its residual variance is
   <= float64 eps, or when no feature has a valid split.
+- The trees are fitted to the residuals rounded to multiples of 2^-q, q = 52 - ceil(log2 n)
+  (2^-38, about 4e-12, at n = 10000), so that every sum of residuals is exact in float64 whatever
+  its order: a split's score is a function of its partition alone, whatever the backend, device
+  or thread count. (Leaf values use the unrounded residuals.) A deliberate deviation:
+  scikit-learn's scores carry its summation order's rounding, ~1e-12 relative, where this
+  rounding sits too.
 - Leaves take one Newton step: sum r / sum p (1 - p), times (K-1)/K for K > 2 classes (Friedman's
   factor, kept by scikit-learn), 0 when the denominator is below 1e-150.
 - Importances: each split adds its squared-error decrease n_l n_r / n (mean_l - mean_r)^2 to its
@@ -58,12 +60,11 @@ Ties, and where we match scikit-learn:
 - The torch backend scores split positions on each feature's global sort order with per-node
   cumulative sums, so a split counts as valid when some gap between the node's two neighbouring
   values exceeds 1e-7; scikit-learn asks that of the node's own neighbours, and so does the numba
-  backend (it scans each node's own values). They differ only for a chain of values of other
-  nodes less than 1e-7 apart between them (never for distinct float32 codes of unit scale).
-- Exact-arithmetic ties between different partitions (previous item but one) are bit-equal here
-  and shared like feature ties; scikit-learn's rounding picks one of them. Splits within ~1e-12
-  relative of each other can also swap with scikit-learn. Agreement is measured in
-  ``benchmarks/dci_speed.py``.
+  backend (it scans each node's own values), which is there the closer to scikit-learn. They
+  differ only for a chain of values of other nodes less than 1e-7 apart between them (never for
+  distinct float32 codes of unit scale); only then can the two backends' trees differ.
+- Splits within ~1e-12 relative of each other can swap with scikit-learn (its rounding, our
+  residual rounding). Agreement is measured in ``benchmarks/dci_speed.py``.
 """
 
 from __future__ import annotations
