@@ -113,8 +113,9 @@ def best_splits(order, sorted_values, node, residual, count, total, ok, gap):
         top = np.full(m, -np.inf)
         low = np.zeros(m)  # the best split's largest left and smallest right values
         high = np.zeros(m)
-        nodes = count[:, t], total[:, t], ok[:, t]
-        _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high, gap)
+        if ok[:, t].any():  # else no node of this tree may split: nothing to scan
+            nodes = count[:, t], total[:, t], ok[:, t]
+            _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high, gap)
         for c in range(m):
             best[j, c * trees + t] = top[c]
             threshold[j, c * trees + t] = _threshold(top[c], low[c], high[c])
