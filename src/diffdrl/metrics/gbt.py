@@ -248,7 +248,8 @@ class _Boosting:
         xs = torch.gather(xt.T, 1, order)  # (D, n) sorted values
         self.sorted_values = xs
         if backend == "numba":
-            self.order_numpy = order.numpy()
+            self.targets_numpy = self.targets.contiguous().numpy()
+            self.order_numpy = order.numpy().astype(np.int32)  # half the cache of int64
             self.sorted_numpy = xs.numpy()
             self.codes_numpy = x  # (n, D) float32, for routing
         else:
@@ -301,12 +302,12 @@ class _Boosting:
     def round(self, x, x_test, raw, raw_test, learning_rate: float, max_depth: int) -> None:
         """One boosting round: K trees per factor on the gradient at the current raw scores."""
         p = torch.softmax(raw, dim=2).reshape(self.n, -1)[:, self.tree_cols]  # (n, T)
+        if self.backend == "numba":
+            _numba_round(self, p, raw, raw_test, x_test, learning_rate, max_depth)
+            return
         residual = self.targets - p
         hessian = p * (1 - p)
         fitted = torch.round(residual * self.quantum) / self.quantum  # what the trees split
-        if self.backend == "numba":
-            _numba_round(self, fitted, residual, hessian, raw, raw_test, x_test, learning_rate, max_depth)
-            return
         flat, flat_test = raw.view(self.n, -1), raw_test.view(len(x_test), -1)
         for start in range(0, residual.shape[1], self.chunk):
             trees = slice(start, start + self.chunk)
@@ -382,17 +383,17 @@ def _grow(model: _Boosting, x, x_test, residual, max_depth: int):
     return node, node_test, gain
 
 
-def _numba_round(model: _Boosting, fitted, residual, hessian, raw, raw_test, x_test, rate, depth: int):
-    """The numba backend's round: every slot's tree grown on ``fitted`` (n, T), leaves, raw updates.
+def _numba_round(model: _Boosting, p, raw, raw_test, x_test, rate, depth: int):
+    """The numba backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates.
 
-    ``residual`` and ``hessian`` (n, T) give the Newton leaves; ``raw`` and ``raw_test`` (n, F, Kmax)
-    are updated in place. The kernels (``gbt_numba``) do the passes over samples; the small
-    per-level decisions (``_choose``, ``_add_gain``) are the torch backend's own functions.
+    ``raw`` and ``raw_test`` (n, F, Kmax) are updated in place. The kernels (``gbt_numba``) do the
+    passes over samples, with ``_Boosting.round``'s arithmetic (residual, hessian, rounding); the
+    small per-level decisions (``_choose``, ``_add_gain``) are the torch backend's own functions.
     """
     from diffdrl.metrics import gbt_numba as kernels
 
-    rows = fitted.contiguous().numpy()  # (n, T): the roots' layout
-    r = fitted.T.contiguous().numpy()  # (T, n): the other levels'
+    # (T, n) residuals, hessians and rounded residuals; the last also (n, T), the roots' layout
+    residual, hessian, r, rows = kernels.gradients(p.contiguous().numpy(), model.targets_numpy, model.quantum)
     trees, n = r.shape
     codes_test = x_test.contiguous().numpy()  # (m, D)
     kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
@@ -425,8 +426,8 @@ def _numba_round(model: _Boosting, fitted, residual, hessian, raw, raw_test, x_t
     kernels.add_leaves(
         node,
         node_test,
-        residual.T.contiguous().numpy(),
-        hessian.T.contiguous().numpy(),
+        residual,
+        hessian,
         model.newton_scale.numpy(),
         model.tree_cols.numpy(),
         rate,
