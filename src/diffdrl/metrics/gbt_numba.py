@@ -154,11 +154,11 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
     A separate function: numba compiles the loop tighter than inside the ``prange`` body.
     """
     m = top.shape[0]
-    big_n = count.copy()
-    sums = total.copy()
+    state = np.zeros((m, 4))  # per node: left count, left sum, sum, count (one row, one cache line)
+    for c in range(m):
+        state[c, 2] = total[c]
+        state[c, 3] = count[c]
     may = ok.copy()
-    left_count = np.zeros(m)
-    left_sum = np.zeros(m)
     # The value of the node's previous sample in this order; +inf before its first (no split there).
     last = np.full(m, np.inf, dtype=np.float32)
     bar = np.full(m, -np.inf)  # top * SLACK
@@ -168,11 +168,13 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
         if not may[c]:
             continue
         v = values[p]
-        k = left_count[c]
+        k = state[c, 0]
+        left_sum = state[c, 1]
         if v > last[c] + gap:  # split between the node's previous sample and s
-            diff = k * sums[c] - big_n[c] * left_sum[c]  # gbt._score, operation for operation
+            big_n = state[c, 3]
+            diff = k * state[c, 2] - big_n * left_sum  # gbt._score, operation for operation
             q = diff * diff
-            den = max(k * (big_n[c] - k), 1.0)
+            den = max(k * (big_n - k), 1.0)
             if q >= bar[c] * den:  # cheap test first; the exact score decides
                 score = q / den
                 if score > top[c]:
@@ -180,8 +182,8 @@ def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
                     bar[c] = score * SLACK
                     low[c] = last[c]
                     high[c] = v
-        left_count[c] = k + 1.0
-        left_sum[c] += residual[s]
+        state[c, 0] = k + 1.0
+        state[c, 1] = left_sum + residual[s]
         last[c] = v
 
 
