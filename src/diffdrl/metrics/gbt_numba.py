@@ -132,59 +132,84 @@ def best_splits(order, sorted_values, node, residual, count, total, ok, gap):
     m, trees = count.shape
     best = np.full((d, m * trees), -np.inf)
     threshold = np.zeros((d, m * trees))
-    for job in numba.prange(trees * d):
-        t = job // d
-        j = job - t * d
-        top = np.full(m, -np.inf)
-        low = np.zeros(m)  # the best split's largest left and smallest right values
-        high = np.zeros(m)
-        if ok[:, t].any():  # else no node of this tree may split: nothing to scan
-            nodes = count[:, t], total[:, t], ok[:, t]
-            _scan(order[j], sorted_values[j], node[t], residual[t], *nodes, top, low, high, gap)
+    pairs = (trees + 1) // 2  # two trees per job share the walk over the feature's order
+    for job in numba.prange(pairs * d):
+        ta = 2 * (job // d)
+        tb = min(ta + 1, trees - 1)  # an odd last tree is scanned twice, alike
+        j = job % d
+        state = np.zeros((2, m, 4))  # per tree and node: left count, left sum, sum, count
         for c in range(m):
-            best[j, c * trees + t] = top[c]
-            threshold[j, c * trees + t] = _threshold(top[c], low[c], high[c])
+            state[0, c, 2] = total[c, ta]
+            state[0, c, 3] = count[c, ta]
+            state[1, c, 2] = total[c, tb]
+            state[1, c, 3] = count[c, tb]
+        top = np.full((2, m), -np.inf)
+        low = np.zeros((2, m))  # the best split's largest left and smallest right values
+        high = np.zeros((2, m))
+        trees_ab = node[ta], residual[ta], ok[:, ta].copy(), node[tb], residual[tb], ok[:, tb].copy()
+        _scan_pair(order[j], sorted_values[j], *trees_ab, state[0], state[1], top, low, high, gap)
+        for i, t in enumerate((ta, tb)):
+            for c in range(m):
+                best[j, c * trees + t] = top[i, c]
+                threshold[j, c * trees + t] = _threshold(top[i, c], low[i, c], high[i, c])
     return best, threshold
 
 
 @numba.njit(cache=True)
-def _scan(order, values, node, residual, count, total, ok, top, low, high, gap):
-    """One (tree, feature) pair: walk the feature's sorted samples, every node's running sums at once.
+def _scan_pair(order, values, node_a, res_a, may_a, node_b, res_b, may_b, st_a, st_b, top, low, high, gap):
+    """Two trees' scans of one feature in one walk over its sorted samples (shared loads).
 
-    A separate function: numba compiles the loop tighter than inside the ``prange`` body.
+    Per tree every node's running sums at once (``st_*`` (m, 4) rows: left count, left sum, sum,
+    count); the per-sample step is written out twice, once per tree, because a numba function
+    call per sample costs more than the step itself. A separate function: numba compiles the loop
+    tighter than inside the ``prange`` body.
     """
-    m = top.shape[0]
-    state = np.zeros((m, 4))  # per node: left count, left sum, sum, count (one row, one cache line)
-    for c in range(m):
-        state[c, 2] = total[c]
-        state[c, 3] = count[c]
-    may = ok.copy()
+    m = st_a.shape[0]
     # The value of the node's previous sample in this order; +inf before its first (no split there).
-    last = np.full(m, np.inf, dtype=np.float32)
-    bar = np.full(m, -np.inf)  # top * SLACK
+    last_a = np.full(m, np.inf, dtype=np.float32)
+    last_b = np.full(m, np.inf, dtype=np.float32)
+    bar = np.full((2, m), -np.inf)  # top * SLACK
     for p in range(order.shape[0]):
         s = order[p]
-        c = node[s]
-        if not may[c]:
-            continue
         v = values[p]
-        k = state[c, 0]
-        left_sum = state[c, 1]
-        if v > last[c] + gap:  # split between the node's previous sample and s
-            big_n = state[c, 3]
-            diff = k * state[c, 2] - big_n * left_sum  # gbt._score, operation for operation
-            q = diff * diff
-            den = max(k * (big_n - k), 1.0)
-            if q >= bar[c] * den:  # cheap test first; the exact score decides
-                score = q / den
-                if score > top[c]:
-                    top[c] = score
-                    bar[c] = score * SLACK
-                    low[c] = last[c]
-                    high[c] = v
-        state[c, 0] = k + 1.0
-        state[c, 1] = left_sum + residual[s]
-        last[c] = v
+        c = node_a[s]
+        if may_a[c]:
+            k = st_a[c, 0]
+            left_sum = st_a[c, 1]
+            if v > last_a[c] + gap:  # split between the node's previous sample and s
+                big_n = st_a[c, 3]
+                diff = k * st_a[c, 2] - big_n * left_sum  # gbt._score, operation for operation
+                q = diff * diff
+                den = max(k * (big_n - k), 1.0)
+                if q >= bar[0, c] * den:  # cheap test first; the exact score decides
+                    score = q / den
+                    if score > top[0, c]:
+                        top[0, c] = score
+                        bar[0, c] = score * SLACK
+                        low[0, c] = last_a[c]
+                        high[0, c] = v
+            st_a[c, 0] = k + 1.0
+            st_a[c, 1] = left_sum + res_a[s]
+            last_a[c] = v
+        c = node_b[s]
+        if may_b[c]:  # the same step for tree b
+            k = st_b[c, 0]
+            left_sum = st_b[c, 1]
+            if v > last_b[c] + gap:
+                big_n = st_b[c, 3]
+                diff = k * st_b[c, 2] - big_n * left_sum
+                q = diff * diff
+                den = max(k * (big_n - k), 1.0)
+                if q >= bar[1, c] * den:
+                    score = q / den
+                    if score > top[1, c]:
+                        top[1, c] = score
+                        bar[1, c] = score * SLACK
+                        low[1, c] = last_b[c]
+                        high[1, c] = v
+            st_b[c, 0] = k + 1.0
+            st_b[c, 1] = left_sum + res_b[s]
+            last_b[c] = v
 
 
 @numba.njit(cache=True)
