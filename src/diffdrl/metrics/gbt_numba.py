@@ -4,7 +4,8 @@ The torch backend finds each level's exact best splits by branch and bound over 
 positions, as ~70 batched tensor ops; on a CPU most of its time goes to dispatch and temporaries.
 Here one compiled loop per (tree, feature) pair walks the feature's presorted samples once, keeping
 running residual sums and counts for every node of that tree at this level (each sample belongs to
-one node), and scores every valid split of every node on the way. The other kernels are the
+one node), and scores every valid split of every node on the way; two trees share each walk, and
+at the roots one walk per feature serves every tree. The other kernels are the gradients, the
 per-node statistics, the routing of samples to children and the Newton leaves with the raw-score
 update. Every rule (scores, validity, thresholds, ties, importances) is ``gbt``'s; the arithmetic
 is the same operations in the same order wherever the result depends on order (sums in sample
@@ -16,8 +17,12 @@ node counts as valid when their values differ by more than 1e-7 (float32), which
 scikit-learn's rule; the torch backend asks that of some pair of neighbours in the feature's
 global order between them (see ``gbt``), which differs only for chains of values closer than 1e-7.
 
-Kernels are compiled on first use and cached on disk (``cache=True``); they run on numba's threads
-(``NUMBA_NUM_THREADS``), parallel over trees or (tree, feature) pairs.
+Kernels are compiled on first use and cached on disk (``cache=True``: next to this file, or in
+numba's user cache directory where that is read-only): about 11 s once, then under a second per
+process. They run on numba's threads (``NUMBA_NUM_THREADS``), parallel over samples, trees or
+(tree pair, feature) jobs. Measured at canonical size (10000 / 5000, 20 codes, 6 factors, 57
+trees a round) on 2 cores: about 10 s against 30 s for the torch backend and 231.5 s for
+scikit-learn (``benchmarks/results/dci_speed_gbt*.json``).
 """
 
 from __future__ import annotations
