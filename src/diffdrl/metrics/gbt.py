@@ -113,7 +113,8 @@ def fit_gbt(
     """Fit one boosted classifier per factor column (all factors batched); importances and accuracies.
 
     ``backend``: "auto" (numba on CPU, torch on CUDA), "torch" or "numba" (CPU only); see the
-    module docstring. Both grow the same trees.
+    module docstring. Both grow the same trees. ``max_chunk_elements`` bounds the torch backend's
+    batches; the numba backend needs no batching (its memory is a few (trees, n) arrays).
     """
     model, raw, raw_test, y, y_test = _boost(
         train_codes,
