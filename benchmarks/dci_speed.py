@@ -7,7 +7,9 @@ Two parts, one run, each case's result written to the JSON as soon as it is done
   per-state noise 0.1; the codes are computed from the factor states, which is what its
   representation does, so no rendering) and the same with 30 units. scikit-learn runs as
   ``dci_from_codes(importance="sklearn", n_jobs=2)`` (one ``GradientBoostingClassifier()`` per
-  factor, two factors at a time), ours as ``importance="gbt"`` on torch's threads.
+  factor, two factors at a time), ours as ``importance="gbt"`` with ``--backend`` (default
+  "auto": the numba kernels on CPU). Ours is timed twice: the first call (which loads or compiles
+  the numba kernels) and a warm one (``gbt_s``, the one the speed-up uses).
 - Agreement battery (>= 10 cases, smaller samples so that scikit-learn finishes): random and
   structured codes, 5-30 units, 3-8 factors of 2-40 classes, constant and duplicate columns,
   tied (quantised) and near-separable codes. Reported: |D - D_sk|, |C - C_sk|, |I - I_sk| and
@@ -19,6 +21,8 @@ Two parts, one run, each case's result written to the JSON as soon as it is done
     python benchmarks/dci_speed.py                      # everything (an hour or more on 2 busy cores)
     python benchmarks/dci_speed.py --skip-speed          # the battery only
     python benchmarks/dci_speed.py --cases 3 --scale 0.3  # a quick look
+    python benchmarks/dci_speed.py --skip-sklearn --skip-battery --backend torch
+        # ours alone on the speed cases; scikit-learn's seconds and scores from --sklearn-results
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import torch
 
 from diffdrl.data.ground_truth import FactorSpace
 from diffdrl.metrics.dci import dci_from_codes
+from diffdrl.metrics.gbt import BACKENDS
 
 SHAPES3D = (10, 10, 10, 8, 4, 15)
 TOLERANCE = {"scores": 0.005, "importance": 0.01}
@@ -118,45 +123,68 @@ def battery(scale: float = 1.0) -> list[tuple[str, tuple]]:
     return cases
 
 
-def compare(case, seed: int = 0) -> dict:
-    """Fit both estimators on one case; differences, per-side seconds, scores."""
+KEYS = ("disentanglement", "completeness", "informativeness_test")
+
+
+def compare(case, seed: int = 0, backend: str = "auto", sklearn_row: dict | None = None) -> dict:
+    """Fit both estimators on one case; differences, per-side seconds, scores.
+
+    With ``sklearn_row`` (a previous run's row for this case) scikit-learn is not run: its
+    seconds and scores come from that row, and the importance difference is not available.
+    """
+    if sklearn_row is None:
+        start = time.perf_counter()
+        sk = dci_from_codes(*case, importance="sklearn", random_state=seed, n_jobs=2)
+        sk_s = time.perf_counter() - start
+        sk_scores = {k: getattr(sk, k) for k in KEYS}
+    else:
+        sk, sk_s, sk_scores = None, sklearn_row["sklearn_s"], sklearn_row["sklearn"]
     start = time.perf_counter()
-    sk = dci_from_codes(*case, importance="sklearn", random_state=seed, n_jobs=2)
-    sk_s = time.perf_counter() - start
+    dci_from_codes(*case, importance="gbt", gbt_backend=backend)  # loads or compiles numba kernels
+    first_s = time.perf_counter() - start
     start = time.perf_counter()
-    ours = dci_from_codes(*case, importance="gbt")
+    ours = dci_from_codes(*case, importance="gbt", gbt_backend=backend)
     ours_s = time.perf_counter() - start
-    keys = ("disentanglement", "completeness", "informativeness_test")
     out = {
         "units": case[0].shape[1],
         "factors": case[1].shape[1],
         "classes": [int(len(np.unique(c))) for c in case[1].T],
         "num_train": len(case[0]),
+        "gbt_backend": ours.gbt_backend,
         "sklearn_s": round(sk_s, 2),
+        "sklearn_s_from_previous_run": sklearn_row is not None,
+        "gbt_first_call_s": round(first_s, 2),
         "gbt_s": round(ours_s, 2),
         "speedup": round(sk_s / ours_s, 1),
-        "sklearn": {k: getattr(sk, k) for k in keys},
-        "gbt": {k: getattr(ours, k) for k in keys},
-        "abs_difference": {k: abs(getattr(sk, k) - getattr(ours, k)) for k in keys},
-        "importance_max_abs_difference": float(np.abs(sk.importance_matrix - ours.importance_matrix).max()),
+        "sklearn": sk_scores,
+        "gbt": {k: getattr(ours, k) for k in KEYS},
+        "abs_difference": {k: abs(sk_scores[k] - getattr(ours, k)) for k in KEYS},
+        "importance_max_abs_difference": None
+        if sk is None
+        else float(np.abs(sk.importance_matrix - ours.importance_matrix).max()),
     }
     out["within_tolerance"] = bool(
         max(out["abs_difference"].values()) <= TOLERANCE["scores"]
-        and out["importance_max_abs_difference"] <= TOLERANCE["importance"]
+        and (sk is None or out["importance_max_abs_difference"] <= TOLERANCE["importance"])
     )
     return out, sk, ours
 
 
-def host() -> dict:
+def host(backend: str) -> dict:
+    import numba
+
     return {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "numba_threads": numba.get_num_threads(),
+        "gbt_backend_option": backend,
         "load_average_at_start": os.getloadavg(),
         "versions": {
             "numpy": np.__version__,
             "scikit-learn": sklearn.__version__,
             "torch": torch.__version__,
+            "numba": numba.__version__,
         },
     }
 
@@ -179,30 +207,47 @@ def main() -> None:
     parser.add_argument(
         "--self-check", type=int, default=0, help="scikit-learn seed 0 vs seed 1 on the first N battery cases"
     )
-    parser.add_argument("--out", default="benchmarks/results/dci_speed.json")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="gbt's backend (see gbt)")
+    parser.add_argument(
+        "--skip-sklearn",
+        action="store_true",
+        help="speed cases: time ours only, scikit-learn's seconds and scores from --sklearn-results",
+    )
+    parser.add_argument("--sklearn-results", default="benchmarks/results/dci_speed.json")
+    parser.add_argument("--units", default="20,30", help="the speed cases' unit counts, comma-separated")
+    parser.add_argument(
+        "--out", default=None, help="default results/dci_speed.json, dci_speed_gbt.json with --skip-sklearn"
+    )
     args = parser.parse_args()
-    path = Path(args.out)
+    if args.skip_sklearn and not args.skip_battery:
+        parser.error("--skip-sklearn times the speed cases only; add --skip-battery")
+    default = "dci_speed_gbt.json" if args.skip_sklearn else "dci_speed.json"
+    path = Path(args.out or f"benchmarks/results/{default}")
+    previous = json.loads(Path(args.sklearn_results).read_text())["speed"] if args.skip_sklearn else {}
     result = {
-        "host": host(),
+        "host": host(args.backend),
         "tolerance": TOLERANCE,
         "speed": {},
         "battery": {},
         "sklearn_self_agreement": {},
     }
     if not args.skip_speed:
-        for units in (20, 30):
+        for units in (int(u) for u in args.units.split(",")):
             name = f"synth-shapes3d projection, {units} units x 6 factors, 10000/5000"
-            row, _, _ = compare(projection_case(units))
+            if args.skip_sklearn and name not in previous:
+                raise SystemExit(f"no scikit-learn row for {name!r} in {args.sklearn_results}")
+            row, _, _ = compare(projection_case(units), backend=args.backend, sklearn_row=previous.get(name))
             result["speed"][name] = row
             save(result, path)
             print(
-                f"{name}: sklearn {row['sklearn_s']:.1f} s, gbt {row['gbt_s']:.1f} s ({row['speedup']}x); "
-                f"diff {row['abs_difference']}, importance {row['importance_max_abs_difference']:.2e}",
+                f"{name}: sklearn {row['sklearn_s']:.1f} s, gbt ({row['gbt_backend']}) {row['gbt_s']:.1f} s "
+                f"warm, {row['gbt_first_call_s']:.1f} s first call ({row['speedup']}x); "
+                f"diff {row['abs_difference']}, importance {row['importance_max_abs_difference']}",
                 flush=True,
             )
     if not args.skip_battery:
         for name, case in battery(args.scale)[: args.cases]:
-            row, sk, ours = compare(case)
+            row, sk, ours = compare(case, backend=args.backend)
             if name.startswith("duplicate"):
                 merged = lambda r: np.concatenate([r[:4] + r[8:], r[4:8]])  # noqa: E731 - copies summed
                 row["importance_max_abs_difference_copies_summed"] = float(

@@ -1,11 +1,16 @@
-"""The batched GBT against scikit-learn's GradientBoostingClassifier (a fast subset of the battery)."""
+"""The batched GBT against scikit-learn's GradientBoostingClassifier (a fast subset of the battery),
+and its two backends against each other."""
+
+import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.ensemble import GradientBoostingClassifier
 
+from diffdrl.metrics import gbt
 from diffdrl.metrics.dci import dci_from_codes
-from diffdrl.metrics.gbt import fit_gbt
+from diffdrl.metrics.gbt import fit_gbt, resolve_backend
 
 
 def sklearn_fit(x, y, x_test, y_test, n_estimators):
@@ -118,3 +123,101 @@ def test_rejects_bad_input():
         fit_gbt(x, y, x[:, :1], y)
     with pytest.raises(ValueError, match="n_estimators"):
         fit_gbt(x, y, x, y, n_estimators=0)
+
+
+def backend_case(kind: str, n: int = 450):
+    """Small cases for the backend comparison: distinct float32 codes unless the name says otherwise."""
+    rng = np.random.default_rng(5)
+    if kind == "random":  # pure noise: many near-equal candidate splits
+        y = rng.integers(0, (4, 3), size=(n, 2))
+        x = rng.normal(size=(n, 6))
+    elif kind == "duplicate":  # exact copies: bit-equal ties, shared importance
+        x, y, x_test, y_test = case("mixed", n=n, seed=1)
+        return np.concatenate([x, x[:, :2]], 1), y, np.concatenate([x_test, x_test[:, :2]], 1), y_test
+    else:
+        return case(kind, n=n, seed=1)
+    x = x.astype(np.float32)
+    return x[:300], y[:300], x[300:], y[300:]
+
+
+def boost(data, backend, **settings):
+    settings = {"n_estimators": 20, "learning_rate": 0.1, "max_depth": 3, **settings}
+    return gbt._boost(
+        *data, device=None, max_chunk_elements=gbt.MAX_CHUNK_ELEMENTS, backend=backend, **settings
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, max_depth",
+    [
+        ("random", 3),
+        ("mixed", 3),
+        ("binary", 3),
+        ("constant", 3),
+        ("duplicate", 3),
+        ("tied", 3),
+        ("mixed", 4),
+    ],
+)
+def test_numba_backend_grows_the_torch_backends_trees(kind, max_depth):
+    """Bit-identical final raw scores (hence the same training partitions and leaf values in every
+    round), importances and accuracies, ties shared alike; ``tied`` has many equal values."""
+    data = backend_case(kind)
+    model_t, raw_t, raw_test_t, y, y_test = boost(data, "torch", max_depth=max_depth)
+    model_n, raw_n, raw_test_n, _, _ = boost(data, "numba", max_depth=max_depth)
+    assert (model_t.backend, model_n.backend) == ("torch", "numba")
+    assert torch.equal(raw_t, raw_n) and torch.equal(raw_test_t, raw_test_n)
+    assert torch.equal(model_t.gain, model_n.gain)
+    assert np.array_equal(model_t.importances(), model_n.importances())
+    assert np.array_equal(model_t.accuracy(raw_t, y), model_n.accuracy(raw_n, y))
+    if kind == "duplicate":
+        importances = model_n.importances()
+        assert np.array_equal(importances[0], importances[-2]) and np.array_equal(
+            importances[1], importances[-1]
+        )
+    if kind == "constant":
+        assert np.all(model_n.importances()[0] == 0)
+
+
+def test_numba_backend_deep_trees():
+    """Depth 7: node ids past int8's fast path (int32 nodes), 64 nodes per tree at the last level."""
+    data = backend_case("mixed")
+    _, raw_t, raw_test_t, _, _ = boost(data, "torch", max_depth=7, n_estimators=3)
+    _, raw_n, raw_test_n, _, _ = boost(data, "numba", max_depth=7, n_estimators=3)
+    assert torch.equal(raw_t, raw_n) and torch.equal(raw_test_t, raw_test_n)
+
+
+def test_numba_backend_matches_sklearn():
+    """The default backend on CPU is numba; it passes the scikit-learn comparison as torch does."""
+    x, y, x_test, y_test = case("mixed")
+    ours = fit_gbt(x, y, x_test, y_test, n_estimators=20)
+    assert ours.backend == "numba"
+    importance, acc, acc_test = sklearn_fit(x, y, x_test, y_test, 20)
+    assert np.abs(ours.importances - importance).max() <= 0.01
+    assert np.array_equal(ours.accuracy_train, acc)
+    assert np.abs(ours.accuracy_test - acc_test).max() <= 0.02
+
+
+def test_backend_choice():
+    assert resolve_backend("auto", torch.device("cpu")) == "numba"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"  # resolving needs no GPU
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+    x, y, x_test, y_test = case("binary")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fit_gbt(x, y, x_test, y_test, n_estimators=1, backend="cuda")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("numba", torch.device("cuda"))
+    with pytest.raises(ValueError, match="gbt_backend must be one of"):
+        dci_from_codes(x, y, x_test, y_test, importance="lightgbm", gbt_backend="fast")
+    result = dci_from_codes(x, y, x_test, y_test, gbt_backend="torch")
+    assert result.gbt_backend == "torch"
+    assert dci_from_codes(x, y, x_test, y_test, importance="lightgbm").gbt_backend is None
+
+
+def test_numba_backend_without_numba_is_an_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    monkeypatch.delitem(sys.modules, "diffdrl.metrics.gbt_numba", raising=False)
+    with pytest.raises(ValueError, match="needs the numba package"):
+        resolve_backend("numba", torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs the numba package"):
+        resolve_backend("auto", torch.device("cpu"))  # no silent fallback to torch

@@ -7,9 +7,10 @@ informativeness = mean classifier accuracy (train and test).
 
 Importance (``importance``):
 - ``"gbt"`` (canonical): scikit-learn's ``GradientBoostingClassifier()`` with default
-  hyper-parameters and its ``feature_importances_``, reimplemented exactly in ``gbt`` as batched
-  torch ops (all factors and the K class-trees of a round fitted together; CPU or CUDA via
-  ``device``). It grows scikit-learn's trees except where scikit-learn itself picks at random,
+  hyper-parameters and its ``feature_importances_``, reimplemented exactly in ``gbt`` (all
+  factors and the K class-trees of a round fitted together; compiled numba kernels on CPU, batched
+  torch ops on CUDA via ``device``; ``gbt_backend`` picks one, both grow the same trees and the
+  result records which). It grows scikit-learn's trees except where scikit-learn itself picks at random,
   between codes that score exactly alike (duplicate codes, and the tiny nodes that several codes
   split identically), whose importance ``gbt`` shares equally; the agreement battery and the
   speed-up are in ``benchmarks/dci_speed.py`` and benchmarks/RESULTS.md.
@@ -28,7 +29,7 @@ Importance (``importance``):
   never ``dci.*``.
 scikit-learn's ``random_state`` is drawn from the metric's generator (dlib left it unset); it only
 decides between exactly tied features. ``n_jobs`` fits factors in parallel threads for
-``"sklearn"`` and ``"lightgbm"``; ``"gbt"`` uses torch's threads.
+``"sklearn"`` and ``"lightgbm"``; ``"gbt"`` uses numba's threads (``NUMBA_NUM_THREADS``) or torch's.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 import scipy.stats
 from joblib import Parallel, delayed
 
-from diffdrl.metrics.gbt import fit_gbt
+from diffdrl.metrics.gbt import BACKENDS, fit_gbt
 from diffdrl.metrics.presets import variant_suffix
 from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, sample_points
 
@@ -56,6 +57,7 @@ class DCIResult:
     informativeness_test: float
     importance_matrix: np.ndarray
     accuracy_test: np.ndarray  # (F,) held-out accuracy per factor: which factors the codes capture
+    gbt_backend: str | None = None  # "numba" or "torch" when importance="gbt" grew the trees
 
     def scores(self, ns: str = "dci") -> dict[str, float]:
         return {
@@ -106,16 +108,26 @@ def dci_from_codes(
     random_state: int = 0,
     n_jobs: int = 1,
     device: str | None = None,
+    gbt_backend: str = "auto",
 ) -> DCIResult:
-    """DCI from codes (n, K) and integer factors (n, F), train and test."""
+    """DCI from codes (n, K) and integer factors (n, F), train and test.
+
+    ``gbt_backend`` ("auto", "numba", "torch"; see ``gbt``) only matters for ``importance="gbt"``
+    and never changes the result; the one used is in ``DCIResult.gbt_backend``.
+    """
     if importance not in IMPORTANCE:
         raise ValueError(f"importance must be one of {IMPORTANCE}, got {importance!r}")
+    if gbt_backend not in BACKENDS:
+        raise ValueError(f"gbt_backend must be one of {BACKENDS}, got {gbt_backend!r}")
     for name, x in (("train_codes", train_codes), ("test_codes", test_codes)):
         if np.ndim(x) != 2:
             raise ValueError(f"{name} must have shape (n, K), got {np.shape(x)}")
+    backend = None
     if importance == "gbt":
-        fit = fit_gbt(train_codes, train_factors, test_codes, test_factors, device=device)
-        r, acc_train, acc_test = fit.importances, fit.accuracy_train, fit.accuracy_test
+        fit = fit_gbt(
+            train_codes, train_factors, test_codes, test_factors, device=device, backend=gbt_backend
+        )
+        r, acc_train, acc_test, backend = fit.importances, fit.accuracy_train, fit.accuracy_test, fit.backend
     else:
         fit_one = _fit_sklearn if importance == "sklearn" else _fit_lightgbm
         columns = Parallel(n_jobs=n_jobs, prefer="threads")(
@@ -132,6 +144,7 @@ def dci_from_codes(
         informativeness_test=float(np.mean(acc_test)),
         importance_matrix=r,
         accuracy_test=acc_test,
+        gbt_backend=backend,
     )
 
 

@@ -3,7 +3,15 @@
 DCI's canonical estimator (disentanglement_lib) is ``GradientBoostingClassifier()`` with default
 settings, fitted once per factor. This module fits the same model, written from the algorithm's
 definition (Friedman 2001, "Greedy function approximation", Algorithm 6 with K trees per round),
-for every factor at once, as a few large torch ops per tree level that run unchanged on CPU or CUDA.
+for every factor at once, in one of two backends (``backend``) that grow the same trees, to the
+bit on CPU (but for the one validity rule that differs, in "Ties" below):
+
+- ``"torch"``: a few large torch ops per tree level (branch and bound over blocks of sorted
+  positions) that run unchanged on CPU or CUDA; the only backend on CUDA.
+- ``"numba"``: fused, parallel CPU kernels (``gbt_numba``), one pass per (tree, feature) pair and
+  level over the presorted samples; faster on a CPU (measured in ``benchmarks/dci_speed.py``).
+- ``"auto"`` (default): numba on CPU, torch on CUDA. numba is a declared dependency, so the
+  choice depends on the device only; without numba a CPU fit is an error, not a fallback.
 
 The model (scikit-learn's defaults):
 - Codes are cast to float32 (as scikit-learn does); factor classes are those seen in training.
@@ -13,10 +21,17 @@ The model (scikit-learn's defaults):
   for a binary factor) to the negative gradient r = y_k - p_k of the multinomial deviance,
   with p from the previous round's raw scores.
 - Trees: depth 3, exact best splits over all features, min_samples_leaf 1, no subsampling,
-  ``friedman_mse``: maximise n_l n_r (mean_r - mean_l)^2 = (n_l S_r - n_r S_l)^2 / (n_l n_r).
+  ``friedman_mse``: maximise n_l n_r (mean_r - mean_l)^2 = (n_l S_r - n_r S_l)^2 / (n_l n_r),
+  computed in float64 as (n_l S - N S_l)^2 / (n_l (N - n_l)) from exact sums (next item).
   Thresholds are midpoints of consecutive distinct values (gap > 1e-7 in float32), samples
   ``x <= threshold`` go left. A node is a leaf at depth 3, when its residual variance is
   <= float64 eps, or when no feature has a valid split.
+- The trees are fitted to the residuals rounded to multiples of 2^-q, q = 52 - ceil(log2 n)
+  (2^-38, about 4e-12, at n = 10000), so that every sum of residuals is exact in float64 whatever
+  its order: a split's score is a function of its partition alone, whatever the backend, device
+  or thread count. (Leaf values use the unrounded residuals.) A deliberate deviation:
+  scikit-learn's scores carry its summation order's rounding, ~1e-12 relative, where this
+  rounding sits too.
 - Leaves take one Newton step: sum r / sum p (1 - p), times (K-1)/K for K > 2 classes (Friedman's
   factor, kept by scikit-learn), 0 when the denominator is below 1e-150.
 - Importances: each split adds its squared-error decrease n_l n_r / n (mean_l - mean_r)^2 to its
@@ -36,21 +51,25 @@ Ties, and where we match scikit-learn:
   is then the same whichever is taken; held-out points may be routed differently, and the
   importance of that (small) node is attributed differently. Ties count when the float64 scores
   are bit-equal. Different partitions can also score exactly alike in exact arithmetic (early
-  rounds, when the residuals take few values: two 4-vs-34 splits with the same class counts); the
-  two computed scores then differ only by rounding, which picks one, in our summation order as in
-  scikit-learn's (or its random order when bit-equal). From there the trees differ, as they do
-  between two scikit-learn ``random_state`` values; on pure-noise codes that spread is measured
-  in benchmarks/RESULTS.md (scikit-learn seed 0 vs 1: I 0.003, importances 0.009).
-- Split positions are scored on each feature's global sort order with per-node cumulative sums, so
-  a split counts as valid when some gap between the node's two neighbouring values exceeds 1e-7;
-  scikit-learn asks that of the node's own neighbours. They differ only for a chain of values of
-  other nodes less than 1e-7 apart between them (never for distinct float32 codes of unit scale).
-- Sums run in float64 in another order than scikit-learn's, so two candidate splits within ~1e-12
-  relative of each other can swap. Agreement is measured in ``benchmarks/dci_speed.py``.
+  rounds, when the residuals take few values: two 4-vs-34 splits with the same class counts).
+  With exact sums, two such splits with the same left count and left sum score bit-equal and are
+  treated as tied features (shared importance, the lowest-indexed feature grows), where
+  scikit-learn's rounding picks one (or its random order when bit-equal). From there the trees
+  differ, as they do between two scikit-learn ``random_state`` values; on pure-noise codes that
+  spread is measured in benchmarks/RESULTS.md (scikit-learn seed 0 vs 1: I 0.003, importances 0.009).
+- The torch backend scores split positions on each feature's global sort order with per-node
+  cumulative sums, so a split counts as valid when some gap between the node's two neighbouring
+  values exceeds 1e-7; scikit-learn asks that of the node's own neighbours, and so does the numba
+  backend (it scans each node's own values), which is there the closer to scikit-learn. They
+  differ only for a chain of values of other nodes less than 1e-7 apart between them (never for
+  distinct float32 codes of unit scale); only then can the two backends' trees differ.
+- Splits within ~1e-12 relative of each other can swap with scikit-learn (its rounding, our
+  residual rounding). Agreement is measured in ``benchmarks/dci_speed.py``.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -62,15 +81,20 @@ FEATURE_THRESHOLD = np.float32(1e-7)  # values closer than this (float32) are no
 MAX_CHUNK_ELEMENTS = 1 << 24  # features x samples x trees per batch of trees (bounds peak memory)
 BLOCK = 32  # sorted positions per block of the split search
 GROUP = 8  # blocks per group, the split search's first stage
+BACKENDS = ("auto", "torch", "numba")
 
 
 @dataclass
 class GBTFit:
-    """Per-factor results of the boosted trees: importances (D codes, F factors), accuracies (F,)."""
+    """Per-factor results of the boosted trees: importances (D codes, F factors), accuracies (F,).
+
+    ``backend`` is the one that grew the trees ("torch" or "numba"), ``"auto"`` resolved.
+    """
 
     importances: np.ndarray
     accuracy_train: np.ndarray
     accuracy_test: np.ndarray
+    backend: str
 
 
 def fit_gbt(
@@ -84,8 +108,66 @@ def fit_gbt(
     max_depth: int = 3,
     device: str | torch.device | None = None,
     max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+    backend: str = "auto",
 ) -> GBTFit:
-    """Fit one boosted classifier per factor column (all factors batched); importances and accuracies."""
+    """Fit one boosted classifier per factor column (all factors batched); importances and accuracies.
+
+    ``backend``: "auto" (numba on CPU, torch on CUDA), "torch" or "numba" (CPU only); see the
+    module docstring. Both grow the same trees. ``max_chunk_elements`` bounds the torch backend's
+    batches; the numba backend needs no batching (its memory is a few (trees, n) arrays).
+    """
+    model, raw, raw_test, y, y_test = _boost(
+        train_codes,
+        train_factors,
+        test_codes,
+        test_factors,
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        max_depth=max_depth,
+        device=device,
+        max_chunk_elements=max_chunk_elements,
+        backend=backend,
+    )
+    importances = model.importances()
+    acc_train = model.accuracy(raw, y)
+    acc_test = model.accuracy(raw_test, y_test)
+    return GBTFit(importances, acc_train, acc_test, model.backend)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that ``backend`` names on ``device``: "auto" is numba on CPU, torch elsewhere."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "numba" if device.type == "cpu" else "torch"
+    if backend == "numba":
+        if device.type != "cpu":
+            raise ValueError(f"backend='numba' runs on the CPU only, got device {str(device)!r}")
+        try:
+            import diffdrl.metrics.gbt_numba  # noqa: F401 - compiled on first use
+        except ImportError as err:
+            raise ValueError(
+                f"backend='numba' needs the numba package ({err}); install it or pass backend='torch'"
+            ) from err
+    return backend
+
+
+def _boost(
+    train_codes,
+    train_factors,
+    test_codes,
+    test_factors,
+    *,
+    n_estimators,
+    learning_rate,
+    max_depth,
+    device,
+    max_chunk_elements,
+    backend,
+):
+    """The fitted state and the final raw scores, train and test (n, F, Kmax); tests compare these."""
+    device = torch.device(device or "cpu")
+    backend = resolve_backend(backend, device)
     x, y = _check(train_codes, train_factors, "train")
     x_test, y_test = _check(test_codes, test_factors, "test")
     if x_test.shape[1] != x.shape[1] or y_test.shape[1] != y.shape[1]:
@@ -97,17 +179,13 @@ def fit_gbt(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    device = torch.device(device or "cpu")
-    model = _Boosting(x, y, device, max_chunk_elements)
+    model = _Boosting(x, y, device, max_chunk_elements, backend)
     xt = torch.as_tensor(x, device=device)
     xt_test = torch.as_tensor(x_test, device=device)
     raw, raw_test = model.initial_raw(len(x)), model.initial_raw(len(x_test))
     for _ in range(n_estimators):
         model.round(xt, xt_test, raw, raw_test, learning_rate, max_depth)
-    importances = model.importances()
-    acc_train = model.accuracy(raw, y)
-    acc_test = model.accuracy(raw_test, y_test)
-    return GBTFit(importances, acc_train, acc_test)
+    return model, raw, raw_test, y, y_test
 
 
 def _check(codes, factors, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -127,9 +205,11 @@ def _check(codes, factors, split: str) -> tuple[np.ndarray, np.ndarray]:
 class _Boosting:
     """The batched state: one column of raw scores per (factor, class) slot, one tree per slot."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device, max_chunk_elements: int):
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, device: torch.device, max_chunk_elements: int, backend: str
+    ):
         n, d = x.shape
-        self.device, self.n, self.d = device, n, d
+        self.device, self.n, self.d, self.backend = device, n, d, backend
         self.classes = [np.unique(column) for column in y.T]
         for j, c in enumerate(self.classes):
             if len(c) < 2:
@@ -161,11 +241,26 @@ class _Boosting:
         onehot = torch.zeros((n, f, self.kmax), dtype=torch.float64, device=device)
         onehot.scatter_(2, torch.as_tensor(encoded, device=device)[..., None], 1.0)
         self.targets = onehot.reshape(n, -1)[:, self.tree_cols]  # (n, T)
+        self.gain = torch.zeros((d, len(slots)), dtype=torch.float64, device=device)  # per tree slot
+        # Residuals are rounded to multiples of 1/quantum: sums of up to n of them are exact.
+        self.quantum = 2.0 ** (52 - math.ceil(math.log2(max(n, 2))))
         xt = torch.as_tensor(x, device=device)
         order = torch.argsort(xt, dim=0, stable=True).T.contiguous()  # (D, n) presorted features
         xs = torch.gather(xt.T, 1, order)  # (D, n) sorted values
-        gap = xs[:, 1:] > xs[:, :-1] + torch.tensor(FEATURE_THRESHOLD, device=device)
         self.sorted_values = xs
+        if backend == "numba":
+            self.targets_numpy = self.targets.contiguous().numpy()
+            self.order_numpy = order.numpy().astype(np.int32)  # half the cache of int64
+            self.sorted_numpy = xs.numpy()
+            self.codes_numpy = x  # (n, D) float32, for routing
+        else:
+            self._prepare_blocks(order, xs, max_chunk_elements)
+
+    def _prepare_blocks(self, order: torch.Tensor, xs: torch.Tensor, max_chunk_elements: int) -> None:
+        """The torch backend's search structures: blocks of sorted positions and their sum matrix."""
+        d, n = order.shape
+        device = order.device
+        gap = xs[:, 1:] > xs[:, :-1] + torch.tensor(FEATURE_THRESHOLD, device=device)
         # Blocks of BLOCK consecutive sorted positions per feature (the last one padded with
         # sample n, which belongs to no node): the unit of the branch-and-bound split search.
         self.block = b = BLOCK
@@ -197,9 +292,6 @@ class _Boosting:
             )
         self.nb = nb
         self.chunk = max(1, int(max_chunk_elements) // (6 * n))  # trees per batch
-        self.gain = torch.zeros(
-            (d, len(slots)), dtype=torch.float64, device=device
-        )  # importances per tree slot
 
     def block_sums(self, values: torch.Tensor) -> torch.Tensor:
         """Sums of ``values`` (n, C) over each feature's blocks of sorted positions: (D, nb, C)."""
@@ -211,12 +303,16 @@ class _Boosting:
     def round(self, x, x_test, raw, raw_test, learning_rate: float, max_depth: int) -> None:
         """One boosting round: K trees per factor on the gradient at the current raw scores."""
         p = torch.softmax(raw, dim=2).reshape(self.n, -1)[:, self.tree_cols]  # (n, T)
+        if self.backend == "numba":
+            _numba_round(self, p, raw, raw_test, x_test, learning_rate, max_depth)
+            return
         residual = self.targets - p
         hessian = p * (1 - p)
+        fitted = torch.round(residual * self.quantum) / self.quantum  # what the trees split
         flat, flat_test = raw.view(self.n, -1), raw_test.view(len(x_test), -1)
         for start in range(0, residual.shape[1], self.chunk):
             trees = slice(start, start + self.chunk)
-            leaf, leaf_test, gain = _grow(self, x, x_test, residual[:, trees], max_depth)
+            leaf, leaf_test, gain = _grow(self, x, x_test, fitted[:, trees], max_depth)
             self.gain[:, trees] += gain
             num = torch.zeros((2**max_depth, leaf.shape[1]), dtype=torch.float64, device=self.device)
             den = torch.zeros_like(num)
@@ -274,9 +370,7 @@ def _grow(model: _Boosting, x, x_test, residual, max_depth: int):
         best, share, feature, position = _search(
             model, *stats, count.reshape(-1), total.reshape(-1), ok, residual_pad, node_pad, t
         )
-        split = (ok & torch.isfinite(best)).reshape(m, t)
-        decrease = torch.where(split.reshape(-1), best / count.reshape(-1).clamp_min(1), 0.0) / n
-        gain += (share * decrease).reshape(d, m, t).sum(1)
+        split = _add_gain(gain, best, share, ok, count, n)
         feature, position = feature.reshape(m, t), position.reshape(m, t)
         alive = torch.stack([split, split], 1).reshape(2 * m, t)  # children of split nodes
         cut = model.sorted_values[feature, position].double()  # (m, T) last value of the left part
@@ -290,6 +384,60 @@ def _grow(model: _Boosting, x, x_test, residual, max_depth: int):
     return node, node_test, gain
 
 
+def _numba_round(model: _Boosting, p, raw, raw_test, x_test, rate, depth: int):
+    """The numba backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates.
+
+    ``raw`` and ``raw_test`` (n, F, Kmax) are updated in place. The kernels (``gbt_numba``) do the
+    passes over samples, with ``_Boosting.round``'s arithmetic (residual, hessian, rounding); the
+    small per-level decisions (``_choose``, ``_add_gain``) are the torch backend's own functions.
+    """
+    from diffdrl.metrics import gbt_numba as kernels
+
+    # (T, n) residuals, hessians and rounded residuals; the last also (n, T), the roots' layout
+    residual, hessian, r, rows = kernels.gradients(p.contiguous().numpy(), model.targets_numpy, model.quantum)
+    trees, n = r.shape
+    codes_test = x_test.contiguous().numpy()  # (m, D)
+    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
+    node = np.zeros((trees, n), dtype=kind)
+    node_test = np.zeros((trees, len(codes_test)), dtype=kind)
+    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
+    gain = torch.zeros((model.d, trees), dtype=torch.float64)
+    for level in range(depth):
+        m = 2**level
+        count, total, square = (torch.from_numpy(a) for a in kernels.node_stats(node, r, m))  # (m, T)
+        ok = alive & (_variance(count, total, square) > EPSILON)
+        nodes = count.numpy(), total.numpy(), ok.numpy()
+        if level == 0:
+            per_feature, threshold = kernels.root_splits(
+                model.order_numpy, model.sorted_numpy, rows, *nodes, FEATURE_THRESHOLD
+            )
+        else:
+            per_feature, threshold = kernels.best_splits(
+                model.order_numpy, model.sorted_numpy, node, r, *nodes, FEATURE_THRESHOLD
+            )
+        best, share, feature = _choose(torch.from_numpy(per_feature))
+        split = _add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
+        feature = feature.numpy()
+        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
+        feature = feature.reshape(m, trees)
+        kernels.route(model.codes_numpy, node, split, feature, cut)
+        kernels.route(codes_test, node_test, split, feature, cut)
+        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
+    model.gain += gain
+    kernels.add_leaves(
+        node,
+        node_test,
+        residual,
+        hessian,
+        model.newton_scale.numpy(),
+        model.tree_cols.numpy(),
+        rate,
+        raw.view(n, -1).numpy(),
+        raw_test.view(node_test.shape[1], -1).numpy(),
+        2**depth,
+    )
+
+
 def _node_stats(node, residual, m: int):
     """Per-node sample count, residual sum and variance (m, T) each."""
     count = torch.zeros((m, node.shape[1]), dtype=torch.float64, device=node.device)
@@ -297,8 +445,31 @@ def _node_stats(node, residual, m: int):
     count.scatter_add_(0, node, torch.ones_like(residual))
     total.scatter_add_(0, node, residual)
     square.scatter_add_(0, node, residual * residual)
+    return count, total, _variance(count, total, square)
+
+
+def _variance(count, total, square):
     safe = count.clamp_min(1)
-    return count, total, square / safe - (total / safe) ** 2
+    return square / safe - (total / safe) ** 2
+
+
+def _choose(per_feature):
+    """Best score per column of ``per_feature`` (D, C), each feature's share (bit-equal ties split
+    it equally), and the lowest-indexed best feature (C,): the rule for both backends."""
+    best = per_feature.amax(0)
+    tied = (per_feature == best) & torch.isfinite(best)
+    share = tied / tied.sum(0).clamp_min(1)
+    feature = torch.argmax(tied.to(torch.int8), 0)  # lowest-indexed best feature
+    return best, share, feature
+
+
+def _add_gain(gain, best, share, ok, count, n: int):
+    """Add one level's importance decreases to ``gain`` (D, T); the (m, T) mask of split nodes."""
+    m, t = count.shape
+    split = (ok & torch.isfinite(best)).reshape(m, t)
+    decrease = torch.where(split.reshape(-1), best / count.reshape(-1).clamp_min(1), 0.0) / n
+    gain += (share * decrease).reshape(-1, m, t).sum(1)
+    return split
 
 
 def _score(left_count, left_sum, count, total):
@@ -378,11 +549,7 @@ def _search(model, block_sum, block_abs, block_count, count, total, ok, residual
         scores.append(score)
         where.append(qq * model.block + offset)
         per_feature.scatter_reduce_(0, jj * c + cc, score, "amax")
-    per_feature = per_feature.view(d, c)
-    best = per_feature.amax(0)
-    tied = (per_feature == best) & torch.isfinite(best)
-    share = tied / tied.sum(0).clamp_min(1)
-    feature = torch.argmax(tied.to(torch.int8), 0)  # lowest-indexed best feature
+    best, share, feature = _choose(per_feature.view(d, c))
     position = torch.zeros(c, dtype=torch.long, device=dev)
     if scores:
         score, spot = torch.cat(scores), torch.cat(where)
