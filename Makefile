@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # main job: train the tiny-cpu preset on the procedural dataset for DEMO_STEPS steps (resuming if
-# already there; 400 of the preset's 600 so that the whole job fits 15 minutes on 2 cores: DCI D (fast)
-# 0.23 against 0.29 at 600, benchmarks/RESULTS.md), evaluate it (fast metric preset, labelled *_fast),
+# already there; 400 of the preset's 600 so that the whole job fits 15 minutes on 2 slow cores, 11.7
+# measured: DCI D (fast) 0.23 against 0.29 at 600, benchmarks/RESULTS.md), evaluate it (fast metrics),
 # regenerate 64 images from fresh noise under their own tokens (prints MSE and PSNR against the
 # inputs), and write the report (DDIM 25 steps; its edits start from each image's DDIM inversion).
 DEMO_STEPS ?= 400
