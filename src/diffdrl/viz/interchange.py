@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diffdrl.viz.grid import save_grid, to_uint8
-from diffdrl.viz.render import STARTS, inverted_start, render_units, resolve_sampling, shared_start
+from diffdrl.viz.render import inverted_start, render_units, resolve_sampling, shared_start
 
 
 @dataclass
@@ -59,8 +59,6 @@ def interchange(
 
     ``steps`` (default 50) and ``start`` (default "noise") are a diffusion model's sampling options:
     set for another model they are a ``ValueError`` (``viz.render``)."""
-    if start is not None and start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     if source.shape != target.shape:
         raise ValueError(f"source and target images differ in shape: {source.shape} vs {target.shape}")
     options = resolve_sampling(model, steps=steps, start=start)

@@ -53,7 +53,10 @@ def resolve_sampling(
 ) -> dict:
     """The sampling options with unset ones (None) at the pictures' defaults; ``{}`` for a model
     without a sampler, where setting any of them (or of ``other``, e.g. ``start``) is a
-    ``ValueError`` naming them."""
+    ``ValueError`` naming them; an unknown ``start`` is one for every model."""
+    start = other.get("start")
+    if start is not None and start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     given = [k for k, v in {"sampler": sampler, "steps": steps, "eta": eta, **other}.items() if v is not None]
     if not can_sample(model):
         if given:
@@ -150,8 +153,6 @@ def reconstruct(
     fresh noise drawn from ``seed`` under the images' tokens (eta default 1, as EncDiff samples),
     or with ``start="inversion"`` from each image's DDIM-inverted x_T (eta default 0: the
     deterministic round trip)."""
-    if start is not None and start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     inverted = start == "inversion"
     default_eta = DEFAULT_SAMPLING.eta if inverted else RECONSTRUCTION_ETA
     options = resolve_sampling(model, sampler, steps, eta, default_eta=default_eta, start=start)

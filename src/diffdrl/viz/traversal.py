@@ -13,7 +13,7 @@ import torch
 
 from diffdrl.metrics.pca import PerUnitPCA
 from diffdrl.viz.grid import to_uint8
-from diffdrl.viz.render import STARTS, inverted_start, render_units, resolve_sampling, shared_start
+from diffdrl.viz.render import inverted_start, render_units, resolve_sampling, shared_start
 
 
 def unit_ranges(
@@ -59,8 +59,6 @@ def traverse(
     """uint8 (N, V, H, W, C): row i sets unit i of the image's units to ``values[i]``, (N, V) or
     (N, V, g) for units of g coordinates (``unit_ranges``). One x_T for all (diffusion models):
     fresh noise from ``seed``, or with ``start="inversion"`` the image's DDIM-inverted x_T."""
-    if start is not None and start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     resolve_sampling(model, steps=steps, start=start)  # sampling options only for diffusion models
     s = model.encode(image[None])[0]  # (K,)
     n, v = values.shape[:2]
