@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 RUN ?= runs/demo
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo first-stage8 test bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -16,17 +16,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# main job: train the tiny-cpu preset on the procedural dataset for DEMO_STEPS steps (resuming if
-# already there; 400 of the preset's 600 so that the whole job fits 15 minutes on 2 slow cores, 11.7
-# measured: DCI D (fast) 0.23 against 0.29 at 600, benchmarks/RESULTS.md), evaluate it (fast metrics),
-# regenerate 64 images from fresh noise under their own tokens (prints MSE and PSNR against the
-# inputs), and write the report (DDIM 25 steps; its edits start from each image's DDIM inversion).
-DEMO_STEPS ?= 400
+# main job: train the tiny-cpu-latent8 preset (diffusion in the 4x8x8 latents of the first stage
+# shipped in the package, builtin:tiny-cpu-first-stage8) on the procedural dataset for DEMO_STEPS
+# steps (resuming if already there), evaluate it (fast metrics), regenerate 64 images from fresh
+# noise under their own tokens (prints MSE and PSNR against the inputs), and write the report (DDIM
+# 25 steps; its edits start from each image's DDIM inversion). Timings: benchmarks/RESULTS.md.
+DEMO_PRESET ?= tiny-cpu-latent8
+DEMO_STEPS ?= 600
 demo: setup
-	$(VENV)/bin/diffdrl train --config tiny-cpu --out $(RUN) --resume train.steps=$(DEMO_STEPS)
+	$(VENV)/bin/diffdrl train --config $(DEMO_PRESET) --out $(RUN) --resume train.steps=$(DEMO_STEPS)
 	$(VENV)/bin/diffdrl evaluate $(RUN) --preset fast
 	$(VENV)/bin/diffdrl sample $(RUN) --num 64
 	$(VENV)/bin/diffdrl report $(RUN) --steps 25
+
+# remake the first stage shipped in src/diffdrl/first_stages/tiny-cpu-first-stage8 (2000 steps of
+# 32 images; benchmarks/RESULTS.md gives its time and PSNR)
+FIRST_STAGE_RUN ?= runs/tiny-cpu-first-stage8
+first-stage8: setup
+	$(VENV)/bin/diffdrl train-autoencoder --config tiny-cpu-first-stage8 --out $(FIRST_STAGE_RUN) --resume
+	cp $(FIRST_STAGE_RUN)/diffusers/* src/diffdrl/first_stages/tiny-cpu-first-stage8/
 
 test: setup
 	$(PY) -m pytest -q

@@ -77,6 +77,15 @@ def training_flops_per_image(trainer: Trainer) -> float:
     return counter.get_total_flops() / tc.batch_size
 
 
+def has_export(path: str) -> bool:
+    from diffdrl.models.latent_space import export_dir
+
+    try:
+        return export_dir(path).is_dir()
+    except FileNotFoundError:
+        return False
+
+
 def time_training(preset: str, steps: int, batch_size: int | None, device: str, extra: list[str]) -> dict:
     overrides = [
         f"train.steps={2 * steps}",
@@ -91,10 +100,12 @@ def time_training(preset: str, steps: int, batch_size: int | None, device: str, 
     config = load_config(preset, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         stage = getattr(config.model, "first_stage", None)
-        if stage is not None and stage.path and not Path(stage.path).exists():
+        if stage is not None and stage.path and not has_export(stage.path):
             from diffdrl.training.first_stage_export import export_untrained
 
-            stand_in = load_config(Path(stage.path).name, [f"data.resolution={config.data.resolution}"])
+            stand_in = load_config(
+                Path(stage.path.removeprefix("builtin:")).name, [f"data.resolution={config.data.resolution}"]
+            )
             stage.path = str(export_untrained(stand_in, Path(tmp) / "first_stage"))
         trainer = Trainer(config, Path(tmp) / "run", progress=False)
         params = sum(p.numel() for p in trainer.unwrapped.parameters())

@@ -29,6 +29,7 @@ from torch import nn
 EXPORT_DIR = "diffusers"
 INFO_FILE = "first_stage.json"
 KINDS = ("vq", "kl")
+BUILTIN = "builtin:"  # model.first_stage.path=builtin:<name>: a first stage shipped in diffdrl/first_stages/
 
 
 @dataclass
@@ -54,8 +55,24 @@ class FirstStageConfig:
             raise ValueError(f"model.first_stage.cache_gib must be > 0, got {self.cache_gib}")
 
 
+def builtin_dir(name: str) -> Path:
+    """A first stage shipped with the package (``builtin:<name>``): ``diffdrl/first_stages/<name>/``."""
+    root = Path(__file__).resolve().parent.parent / "first_stages"
+    directory = root / name
+    if not (directory / INFO_FILE).is_file():
+        shipped = sorted(p.name for p in root.iterdir() if (p / INFO_FILE).is_file()) if root.is_dir() else []
+        raise FileNotFoundError(
+            f"model.first_stage.path={BUILTIN}{name!r}: no such built-in first stage (built in: "
+            f"{', '.join(shipped) or 'none'})"
+        )
+    return directory
+
+
 def export_dir(path: str | Path) -> Path:
-    """The diffusers directory of a first-stage run (``RUN/diffusers``) or of an export itself."""
+    """The diffusers directory of a first-stage run (``RUN/diffusers``), of an export itself, or of
+    a built-in first stage (``builtin:<name>``)."""
+    if str(path).startswith(BUILTIN):
+        return builtin_dir(str(path).removeprefix(BUILTIN))
     path = Path(path)
     if (path / INFO_FILE).is_file():
         return path
@@ -98,13 +115,23 @@ def read_info(path: str | Path) -> dict:
     return info
 
 
-def check_compatible(info: dict, path: str | Path, resolution: int, channels: int) -> None:
-    """A first stage built for other images is a one-line ``ValueError``."""
+def check_compatible(
+    info: dict, path: str | Path, resolution: int, channels: int, dataset: str | None = None
+) -> None:
+    """A first stage built for other images (size, channels, or another dataset when ``dataset`` is
+    given and the export records one) is a one-line ``ValueError``: never a silently wrong model."""
     if info["resolution"] != resolution or info["channels"] != channels:
         raise ValueError(
             f"model.first_stage.path={str(path)!r} was trained on {info['resolution']}x{info['resolution']} "
             f"images with {info['channels']} channels, but this run has {resolution}x{resolution} with "
             f"{channels}; train a first stage at data.resolution={resolution}"
+        )
+    trained_on = info.get("dataset")
+    if dataset is not None and trained_on is not None and trained_on != dataset:
+        raise ValueError(
+            f"model.first_stage.path={str(path)!r} was trained on {trained_on}, but this run trains on "
+            f"{dataset}; train one for it: `diffdrl train-autoencoder --config tiny-cpu-first-stage8 "
+            f"data.name={dataset} --out RUN`, then model.first_stage.path=RUN"
         )
 
 

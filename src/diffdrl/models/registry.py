@@ -25,6 +25,7 @@ from __future__ import annotations
 from diffdrl.models.encdec import EncDec, EncDecConfig
 from diffdrl.models.encdiff import EncDiff, EncDiffConfig
 from diffdrl.models.first_stage import KLAutoencoder, KLAutoencoderConfig, VQAutoencoder, VQAutoencoderConfig
+from diffdrl.models.latent_space import BUILTIN, check_compatible, read_info
 from diffdrl.models.vae import BetaTCVAE, BetaTCVAEConfig, BetaVAE, BetaVAEConfig, FactorVAE, FactorVAEConfig
 
 MODELS: dict[str, tuple[type, type]] = {
@@ -38,11 +39,16 @@ MODELS: dict[str, tuple[type, type]] = {
 }
 
 
-def build(config, resolution: int, channels: int = 3, seed: int | None = None):
+def build(config, resolution: int, channels: int = 3, seed: int | None = None, dataset: str | None = None):
     """The (freshly initialised) model a model config describes; ``seed`` (``train.seed``) fixes its
-    initial weights, so a run's untrained baseline is the same network it started from."""
+    initial weights, so a run's untrained baseline is the same network it started from. ``dataset``
+    (``data.name``) is checked against the dataset a built-in first stage was made for."""
     if config.name not in MODELS:
         raise ValueError(f"model.name must be one of {tuple(MODELS)}, got {config.name!r}")
+    path = getattr(getattr(config, "first_stage", None), "path", None)
+    if path and dataset is not None and str(path).startswith(BUILTIN):
+        # a shipped first stage was made for one dataset; a run path is the user's own choice
+        check_compatible(read_info(path), path, resolution, channels, dataset)
     if seed is not None:
         import torch
 

@@ -84,7 +84,11 @@ def untrained_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """The run's architecture at its random initialisation (``train.seed``): the baseline that
     shows how much of a score the architecture alone gives."""
     config = load_run_config(run_dir)
-    model = registry.build(config.model, config.data.resolution, seed=config.train.seed).to(device).eval()
+    model = (
+        registry.build(config.model, config.data.resolution, seed=config.train.seed, dataset=config.data.name)
+        .to(device)
+        .eval()
+    )
     data = make_dataset(config.data.name, config.data.path, config.data.resolution)
     return Run(Path(run_dir), config, model, data)
 

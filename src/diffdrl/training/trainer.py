@@ -184,7 +184,9 @@ class Trainer:
             unknown = [m for m in tc.metrics if m not in METRICS]
             if unknown:
                 raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
-        model = registry.build(config.model, config.data.resolution, seed=config.train.seed).to(self.device)
+        model = registry.build(
+            config.model, config.data.resolution, seed=config.train.seed, dataset=config.data.name
+        ).to(self.device)
         stage = getattr(model, "first_stage", None)  # latent diffusion: LDM's scale_by_std, measured once
         if stage is not None and latest_checkpoint(self.run_dir) is None:  # a resume loads its scale
             first = batch_index(len(self.dataset), tc.batch_size, tc.seed, 0)  # the global batch of step 0
