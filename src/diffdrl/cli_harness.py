@@ -31,10 +31,15 @@ def _names(text: str, what: str) -> list[str]:
 
 
 def _seeds(text: str) -> list[int]:
+    """``0,1,2`` or ranges ``0-14`` (inclusive), or both: ``0-4,10``."""
+    seeds = []
     try:
-        return [int(s) for s in _names(text, "--seeds")]
+        for item in _names(text, "--seeds"):
+            low, dash, high = item.partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if dash and low else [int(item)]
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"--seeds must be comma-separated integers or ranges (0-14), got {text!r}") from None
+    return seeds
 
 
 def _data_paths(items: list[str]) -> dict[str, str]:
@@ -56,9 +61,9 @@ def _cluster(args):
     flags["array"] = False if args.no_array else None
     if args.executor == "local":
         if given := [f"--{n.replace('_', '-')}" for n, v in flags.items() if v is not None]:
-            raise ValueError(f"{', '.join(given)} apply to --executor slurm, not to local sweeps")
+            raise ValueError(f"{', '.join(given)}: only for --executor slurm or submitit-local")
         if args.cluster_config or args.wait:
-            raise ValueError("--cluster-config and --wait apply to --executor slurm, not to local sweeps")
+            raise ValueError("--cluster-config and --wait: only for --executor slurm or submitit-local")
         return None
     return cluster_options(args.cluster_config, **flags)
 
@@ -214,7 +219,11 @@ def add_harness_commands(sub) -> None:
     )
     p.add_argument("--methods", help="comma-separated: encdiff, or M for the preset '<preset>-M' (required)")
     p.add_argument("--datasets", default="synth-shapes3d", help="comma-separated (default: synth-shapes3d)")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default: 0,1,2)")
+    p.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="training seeds: comma-separated, ranges allowed (0-14) (default: 0,1,2)",
+    )
     p.add_argument("--preset", default="tiny-cpu", help="base preset (default: tiny-cpu)")
     p.add_argument("--out", help="sweep directory (required)")
     p.add_argument(

@@ -186,6 +186,7 @@ class CellJob:
                 "error": f"cell process ended ({why}): {last_line(self.logs / LOG_FILE)}",
                 "finished": time.time(),
             }
+            directory.mkdir(parents=True, exist_ok=True)
             write_cell(directory, record)
             state = "failed"
         _update_job(self.logs, state=state, exit_code=code, finished=time.time())
