@@ -41,14 +41,18 @@ EXECUTORS = ("slurm", "submitit-local")
 STATES = ("pending", "running", "requeued", "done", "failed", "stopped", "lost", "missing")
 
 
+def _require_sbatch() -> None:
+    if shutil.which("sbatch") is None:
+        raise ValueError(
+            "--executor slurm submits with sbatch, which is not on PATH (run it on the cluster's "
+            "login node, or try --executor submitit-local on this machine)"
+        )
+
+
 def _executor(kind: str, folder: Path, options: ClusterOptions, job_name: str):
     submitit = require_submitit()
     if kind == "slurm":
-        if shutil.which("sbatch") is None:
-            raise ValueError(
-                "--executor slurm submits with sbatch, which is not on PATH (run it on the cluster's "
-                "login node, or try --executor submitit-local on this machine)"
-            )
+        _require_sbatch()
         executor = submitit.SlurmExecutor(folder, max_num_timeout=options.max_requeues)
         executor.update_parameters(**sbatch_parameters(options, job_name))
         return executor
@@ -129,8 +133,8 @@ def submit_sweep(
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     require_submitit()
-    if executor == "slurm" and shutil.which("sbatch") is None:
-        _executor(executor, Path(out), options, "")  # raises the one-line error
+    if executor == "slurm":
+        _require_sbatch()
     out = prepare(sweep, out)
     cells, todo = sweep.cells(), []
     for i, cell in enumerate(cells, 1):
