@@ -189,7 +189,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gpus-per-job",
         type=int,
-        help="GPUs per cell (default 1); above 1 the cell runs under accelerate launch, one process "
+        help="GPUs per cell (default 1); above 1 the cell runs under torchrun, one process "
         "per GPU, train.batch_size staying the global batch",
     )
     g.add_argument("--cpus-per-job", type=int)

@@ -150,6 +150,7 @@ def test_a_cell_process_that_dies_is_failed_with_its_logs_last_line(tmp_path):
     assert record["status"] == "failed"
     assert record["error"] == "cell process ended (killed by SIGKILL): Segmentation fault (core dumped)"
     assert read_cell(cell.directory(tmp_path))["error"] == record["error"]
+    assert record["preset"] == "tiny-cpu" and record["seed"] == 0  # a rerun sees the same cell
     assert read_job(job.logs)["state"] == "failed"
 
 
@@ -176,10 +177,9 @@ def test_cell_states_from_the_job_records(tmp_path):
     assert text.splitlines()[-1] == "1 pending, 1 requeued, 1 lost, 1 missing"
 
 
-def test_several_gpus_run_the_cell_under_accelerate_launch(tmp_path):
+def test_several_gpus_run_the_cell_under_torchrun(tmp_path):
     one = cell_command(tmp_path / "spec.json", 1)
     assert one[1:] == ["-u", "-m", "diffdrl.harness.cell_job", str(tmp_path / "spec.json")]
     four = cell_command(tmp_path / "spec.json", 4)
-    assert four[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in four
-    assert four[four.index("--num_processes") + 1] == "4"
-    assert four[-3:] == ["--module", "diffdrl.harness.cell_job", str(tmp_path / "spec.json")]
+    assert four[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    assert four[5] == "4" and four[-3:] == ["-m", "diffdrl.harness.cell_job", str(tmp_path / "spec.json")]

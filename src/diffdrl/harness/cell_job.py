@@ -1,8 +1,8 @@
 """One sweep cell as a submitit job: what runs on the cluster node, preemption-safe.
 
 The job (``CellJob``, pickled by submitit) starts the cell in a child process of its own,
-``python -m diffdrl.harness.cell_job SPEC`` (under ``accelerate launch`` with one process per GPU
-when the job has several), which trains and evaluates it with ``run_cell`` exactly as the local
+``python -m diffdrl.harness.cell_job SPEC`` (under ``torchrun`` with one process per GPU when the
+job has several), which trains and evaluates it with ``run_cell`` exactly as the local
 sweep does, and waits. Its log and state live beside the sweep::
 
     SWEEP/slurm/<dataset>/<method>/seed<k>/cell.log        the child's output, every attempt
@@ -100,20 +100,15 @@ def _child_setup(ignored: int):
     return setup
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cell_command(spec: str | Path, gpus: int) -> list[str]:
-    """The child's command: the cell module, under ``accelerate launch`` for several GPUs."""
+    """The child's command: the cell module, under ``torchrun`` with one process per GPU for
+    several (``--standalone``: one node, a free rendezvous port; SIGTERM is passed on to every
+    rank). ``train.batch_size`` stays the global batch, split over the processes."""
     module = ["-m", "diffdrl.harness.cell_job", str(spec)]
     if gpus <= 1:
         return [sys.executable, "-u", *module]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
-    launch += ["--num_processes", str(gpus), "--main_process_port", str(_free_port())]
-    return [*launch, "--mixed_precision", "no", "--dynamo_backend", "no", "--module", *module[1:]]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
+    return [*launch, *module]
 
 
 class CellJob:
@@ -181,7 +176,7 @@ class CellJob:
         else:  # ended without a verdict: killed, crashed, or lost before writing one
             why = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
             record = {
-                **(record or {}),
+                **(record or Sweep(**self.sweep).spec(self.cell)),  # its settings, for reruns
                 "status": "failed",
                 "error": f"cell process ended ({why}): {last_line(self.logs / LOG_FILE)}",
                 "finished": time.time(),

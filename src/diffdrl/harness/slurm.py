@@ -48,7 +48,7 @@ class ClusterOptions:
     Args:
         partition: SLURM partition (``--partition``); ``None``: the cluster's default.
         time_minutes: time limit per job; a cell that needs longer is requeued and resumes.
-        gpus_per_job: GPUs per cell (one node); above 1 the cell runs under ``accelerate launch``
+        gpus_per_job: GPUs per cell (one node); above 1 the cell runs under ``torchrun``
             with that many processes, ``train.batch_size`` staying the global batch.
         cpus_per_job: CPUs per cell (``--cpus-per-task``); ``None``: the cluster's default.
         mem_gb: memory per cell (``--mem``); ``None``: the cluster's default.
