@@ -83,7 +83,9 @@ def cmd_sweep(args) -> int:
         return cmd_sweep_status(args)
     if not args.methods or not args.out:
         missing = [f for f, v in (("--methods", args.methods), ("--out", args.out)) if not v]
-        raise ValueError(f"sweep needs {' and '.join(missing)} (or: diffdrl sweep status SWEEP)")
+        raise ValueError(
+            f"the following arguments are required: {', '.join(missing)} (or: diffdrl sweep status SWEEP)"
+        )
     from diffdrl.harness.sweep import Sweep, run_sweep
     from diffdrl.harness.table import summary
 
@@ -150,13 +152,21 @@ status, steps, training seconds and scores). Method encdiff trains --preset
 itself; any other method M trains the preset '<preset>-M' (dyga -> tiny-cpu-dyga).
 Rerunning the same command skips done cells, resumes unfinished ones from their
 last checkpoint and retries failed ones. A failing cell is recorded and the sweep
-goes on; the exit status is 1 if any cell failed."""
+goes on; the exit status is 1 if any cell failed.
+
+With --executor slurm each cell is a SLURM job instead (submitit; job arrays;
+requeued after its time limit or a preemption, resuming from its checkpoint); the
+command submits and returns, 'diffdrl sweep status OUT' shows where each cell
+stands, and rerunning it submits only the cells neither done nor queued."""
 
 SWEEP_EXAMPLE = """\
 example:
   diffdrl sweep --methods encdiff,dyga --seeds 0,1,2 --budget-minutes 10 \\
       --metrics-preset fast --out sweeps/tiny
-  diffdrl table sweeps/tiny --out sweeps/tiny/table"""
+  diffdrl table sweeps/tiny --out sweeps/tiny/table
+  diffdrl sweep --executor slurm --preset paper --methods encdiff,dyga --seeds 0-14 \\
+      --partition gpu --time-minutes 1440 --array-limit 32 --out sweeps/paper
+  diffdrl sweep status sweeps/paper"""
 
 
 def add_metric_protocol_argument(parser: argparse.ArgumentParser, flag: str) -> None:
