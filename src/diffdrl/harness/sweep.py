@@ -34,6 +34,7 @@ from pathlib import Path
 from diffdrl.atomic import atomic_write_text
 from diffdrl.training.checkpoint import latest_checkpoint
 from diffdrl.training.config import load_config, preset_names
+from diffdrl.training.preemption import TrainingPreempted
 from diffdrl.training.runs import evaluate_run, load_run
 from diffdrl.training.trainer import train
 
@@ -221,7 +222,8 @@ def read_cell(directory: str | Path) -> dict | None:
         raise ValueError(f"{path} is corrupt ({err}); remove it to rerun the cell") from None
 
 
-def _write_cell(directory: Path, record: dict) -> None:
+def write_cell(directory: Path, record: dict) -> None:
+    """Write a cell's ``cell.json`` atomically."""
     atomic_write_text(directory / "cell.json", json.dumps(record, indent=2) + "\n")
 
 
@@ -230,8 +232,26 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
-def _check_before_training(sweep: Sweep, out: Path) -> None:
-    """Every preset exists and no cell directory holds a cell of other settings."""
+def prepare(sweep: Sweep, out: str | Path) -> Path:
+    """Check ``out`` before anything runs (``check_before_training``), then create it and write
+    the grid to ``sweep.json``; whichever executor runs the cells."""
+    out = Path(out)
+    check_before_training(sweep, out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.json", json.dumps(sweep.to_dict(), indent=2) + "\n")
+    return out
+
+
+def check_before_training(sweep: Sweep, out: Path) -> None:
+    """``out`` is new, empty or a sweep directory, every preset exists and no cell directory holds
+    a cell of other settings."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a sweep directory")
+    if out.is_dir() and not (out / "sweep.json").is_file() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} is not a sweep directory (no sweep.json; made by another command?): "
+            "choose a new or empty --out"
+        )
     if missing := sweep.missing_presets():
         listed = ", ".join(f"{p} (method {m})" for m, p in missing.items())
         raise ValueError(f"missing presets: {listed}; presets: {', '.join(preset_names())}")
@@ -265,7 +285,8 @@ def run_cell(sweep: Sweep, cell: Cell, out: str | Path) -> dict:
     """Train (or resume) one cell and evaluate its EMA model; its ``cell.json`` record.
 
     Any exception (a config error, a non-finite loss, a failing metric) is recorded as
-    ``status: failed`` with its one-line message rather than raised.
+    ``status: failed`` with its one-line message rather than raised. A stop signal
+    (``TrainingPreempted``: the trainer checkpointed) is recorded as ``status: stopped`` and raised.
     """
     import torch
 
@@ -283,7 +304,7 @@ def run_cell(sweep: Sweep, cell: Cell, out: str | Path) -> dict:
         "train_wall_seconds": None,
         "eval_wall_seconds": None,
     }
-    _write_cell(directory, record)
+    write_cell(directory, record)
     try:
         start = time.perf_counter()
         config = load_config(record["preset"], record["overrides"])
@@ -299,10 +320,14 @@ def run_cell(sweep: Sweep, cell: Cell, out: str | Path) -> dict:
         )
         record["eval_wall_seconds"] = time.perf_counter() - start
         record["status"] = "done"
+    except TrainingPreempted as stop:  # checkpointed: "stopped", and resumed when run again
+        record.update(status="stopped", step=stop.step, finished=time.time())
+        write_cell(directory, record)
+        raise
     except Exception as err:  # recorded, printed, and the sweep goes on
         record["status"], record["error"] = "failed", _one_line(err)
     record["finished"] = time.time()
-    _write_cell(directory, record)
+    write_cell(directory, record)
     return record
 
 
@@ -325,10 +350,7 @@ def run_sweep(sweep: Sweep, out: str | Path, echo: Callable[[str], None] = print
     failures are recorded (``status: failed``) and the sweep goes on. ``echo`` gets one line as
     each cell starts and one as it ends.
     """
-    out = Path(out)
-    _check_before_training(sweep, out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.json", json.dumps(sweep.to_dict(), indent=2) + "\n")
+    out = prepare(sweep, out)
     cells, records = sweep.cells(), []
     for i, cell in enumerate(cells, 1):
         prefix = f"[{i}/{len(cells)}] {cell.name}"
