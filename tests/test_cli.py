@@ -164,6 +164,20 @@ def test_sample_reports_fid_and_lpips_with_user_networks(tmp_path, capsys):
     assert "Inception weights not found" in capsys.readouterr().err
 
 
+def test_a_file_that_is_no_exported_network_is_one_line(trained_tiny, tmp_path):
+    bad = tmp_path / "not_a_model.pt2"
+    bad.write_bytes(b"not a zip archive")
+    done = subprocess.run(
+        [sys.executable, "-m", "diffdrl", "sample", str(trained_tiny.path), "--inception", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1, done.stderr  # torch.export's own traceback is silenced
+    assert f"{bad} is not a TorchScript or torch.export Inception network" in err[0]
+
+
 @pytest.mark.parametrize(
     "command, hint",
     [("train", "--resume"), ("sweep", "rerun the same command")],
