@@ -178,6 +178,23 @@ def test_a_file_that_is_no_exported_network_is_one_line(trained_tiny, tmp_path):
     assert f"{bad} is not a TorchScript or torch.export Inception network" in err[0]
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_resume_without_config_needs_a_run(made, tmp_path, capsys):
+    run = tmp_path / "tinyy"
+    if made:
+        run.mkdir()  # a folder, but no run in it
+    for flag in (["--resume"], ["--resume-from", "step_2"]):
+        assert main(["train", "--out", str(run), *flag, "--no-progress", *TINY, "train.steps=1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{run} holds no run to resume" in err[0] and "--config" in err[0], err
+        assert run.exists() == made and not (made and any(run.iterdir()))  # nothing trained, nothing written
+    # with --config, --resume resumes or starts (make demo relies on it)
+    argv = ["train", "--config", "tiny-cpu", "--out", str(run), "--resume", "--no-progress", *TINY]
+    assert main([*argv, "train.steps=1"]) == 0
+    assert main([*argv, "train.steps=2"]) == 0
+    assert "resuming" in capsys.readouterr().out and (run / "checkpoints" / "step_2").is_dir()
+
+
 @pytest.mark.parametrize(
     "command, hint",
     [("train", "--resume"), ("sweep", "rerun the same command")],
