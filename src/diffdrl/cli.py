@@ -196,6 +196,8 @@ def add_training_run_arguments(p: argparse.ArgumentParser, default: str | None, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``diffdrl`` parser, one sub-parser per command. A flat table of argparse calls, over 60
+    lines on purpose: each command's arguments stay together, in the order ``--help`` lists them."""
     parser = Parser(
         prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
     )

@@ -10,6 +10,7 @@ from diffdrl.data.ground_truth import to_model_input
 from diffdrl.models.encdiff import EncDiff
 from diffdrl.training.batches import EVAL_STREAM, batch_index, step_seed
 from diffdrl.training.checkpoint import checkpoints, latest_checkpoint, load_checkpoint
+from diffdrl.training.run_lock import RunBusyError
 from diffdrl.training.side_jobs import held_out_loss
 from diffdrl.training.trainer import NonFiniteLossError, Trainer, train
 
@@ -62,6 +63,23 @@ def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
     train(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
+
+
+def test_the_lock_is_held_by_train_only(tiny_config, tmp_path):
+    """Building a trainer writes nothing and takes no lock, so trainers built and dropped never lock
+    their process out; ``train`` holds the lock and refuses to write a run that moved on."""
+    fresh = Trainer(tiny_config("train.steps=2"), tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists() and fresh.step == 0
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=2"), run, progress=False)
+    stale = Trainer(tiny_config("train.steps=4"), run, resume=True, progress=False)
+    assert not (run / "train.lock").exists()
+    assert Trainer(tiny_config("train.steps=4"), run, resume=True, progress=False).train().step == 4
+    with pytest.raises(RunBusyError, match="changed after this trainer loaded it.*step_4.*step_2"):
+        stale.train()
+    assert not (run / "train.lock").exists() and latest_checkpoint(run).name == "step_4"
+    rows = [json.loads(r) for r in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the refused trainer cut no log back
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):

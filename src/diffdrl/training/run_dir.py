@@ -2,9 +2,10 @@
 its logs cut back to the step it continues from, and removal when a new run fails before its first
 checkpoint.
 
-``writing(run_dir, step, config_text)`` is the one scope in which a process writes a run: it takes
-``RUN/train.lock`` (``run_lock``) on entry and releases it on every exit path, so a process that
-builds trainers and drops them (``benchmarks/cpu_budget.py``) never locks itself out.
+``writing(run_dir)`` is the one scope in which a process writes a run: it takes ``RUN/train.lock``
+(``run_lock``) on entry and releases it on every exit path, so a process that builds trainers and
+drops them (``benchmarks/cpu_budget.py``) never locks itself out; ``start`` then writes the config
+and cuts the logs back to the step training continues from.
 """
 
 from __future__ import annotations
@@ -64,23 +65,28 @@ def clean_leftovers(run_dir: Path, progress: bool) -> None:
         note(f"{run_dir}: removed {len(removed)} leftover(s) of interrupted writes: {names}", progress)
 
 
-@contextmanager
-def writing(run_dir: Path, step: int, config_text: str, progress: bool = False) -> Iterator[None]:
-    """Write ``run_dir`` as its single writer for the block, continuing from ``step``.
+def start(run_dir: Path, step: int, config_text: str) -> None:
+    """As the run's writer, before the first step: write ``config.yaml`` and cut the logs back to
+    ``step``, the step training continues from."""
+    atomic_write_text(run_dir / "config.yaml", config_text)
+    for log in LOGS:
+        truncate_jsonl(run_dir / log, step)
 
-    On entry: take the lock (``RunBusyError`` if another trainer holds it), remove leftovers, write
-    ``config.yaml`` and cut the logs back to ``step``. On exit, always: release the lock; and when
-    the block raised (``TrainingPreempted`` aside) in a directory this call created, remove the
-    directory again if it holds no checkpoint (nothing of value: a config and partial logs).
+
+@contextmanager
+def writing(run_dir: Path, progress: bool = False) -> Iterator[None]:
+    """Write ``run_dir`` as its single writer for the block.
+
+    On entry: take the lock (``RunBusyError`` if another trainer holds it) and remove leftovers.
+    On exit, always: release the lock; and when the block raised (``TrainingPreempted`` aside) in a
+    directory this call created, remove the directory again if it holds no checkpoint (nothing of
+    value: a config and partial logs).
     """
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     lock = RunLock(run_dir).acquire()
     try:
         clean_leftovers(run_dir, progress)
-        atomic_write_text(run_dir / "config.yaml", config_text)
-        for log in LOGS:
-            truncate_jsonl(run_dir / log, step)
         yield
     except TrainingPreempted:
         raise

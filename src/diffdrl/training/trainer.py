@@ -52,7 +52,7 @@ from diffdrl.training.logs import TrainLogs
 from diffdrl.training.preemption import StopRequests, TrainingPreempted
 from diffdrl.training.processes import Processes
 from diffdrl.training.resume import Loaded, checkpoint_to_resume, claim, restore, snapshot
-from diffdrl.training.run_dir import writing
+from diffdrl.training.run_dir import start, writing
 from diffdrl.training.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -257,11 +257,14 @@ class Trainer:
         if not self.is_main:
             yield
             return
-        with writing(self.run_dir, self.step, dump_config(self.config), self.progress):
+        with writing(self.run_dir, self.progress):
             claim(self.run_dir, self.step, self.resume_from, self.resumed_from, self.progress)
+            start(self.run_dir, self.step, dump_config(self.config))
             yield
 
     def _train(self, stop: StopRequests) -> TrainResult:
+        """The loop: a step, then on schedule a refit, a log row, an evaluation, metrics and a
+        checkpoint (side jobs, off the clock); a stop request ends it after a checkpoint."""
         train_config = self.config.train
         stream = BatchStream(
             self.images, len(self.dataset), train_config.batch_size, train_config.seed, self.step,
@@ -345,20 +348,13 @@ class Trainer:
     ) -> tuple[float, dict[str, torch.Tensor]]:
         """One optimisation step on batch ``step`` (dataset items ``index``, which the latent
         cache needs); returns its loss and the loss's named terms."""
-        train_config = self.config.train
+        train_config, seed = self.config.train, self.config.train.seed
         x = self._to_input(images)
         set_lr(self.optimizer, step, self.config)
-        torch.manual_seed(
-            step_seed(train_config.seed, step, NOISE_STREAM, self.rank)
-        )  # dropout, other global draws
+        torch.manual_seed(step_seed(seed, step, NOISE_STREAM, self.rank))  # dropout and other global draws
         # timesteps and noise: drawn for the global batch from one seed, this process's rows kept
-        draws = StepDraws.seeded(
-            step_seed(train_config.seed, step, NOISE_STREAM),
-            self.local_batch_size,
-            self.device,
-            self.rank,
-            self.world,
-        )
+        noise_seed = step_seed(seed, step, NOISE_STREAM)
+        draws = StepDraws.seeded(noise_seed, self.local_batch_size, self.device, self.rank, self.world)
         with self.autocast():  # a cached latent is encoded under the same autocast as a fresh one
             latents = {} if self.latent_cache is None else {"latents": self.latent_cache(index, x)}
             loss, terms = self.model(x, draws=draws, **latents)
