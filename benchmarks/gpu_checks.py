@@ -197,7 +197,7 @@ def loss_and_grads(model, x, seed: int, context=None):
 
     model.zero_grad(set_to_none=True)
     with context or nullcontext():
-        loss = model(x, draws=StepDraws.seeded(seed, len(x), x.device))
+        loss, _ = model(x, draws=StepDraws.seeded(seed, len(x), x.device))
     loss.backward()
     grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])
     return float(loss.detach()), grads

@@ -94,7 +94,7 @@ def flops_per_image(trainer) -> float:
         2, 3, trainer.config.data.resolution, trainer.config.data.resolution, device=trainer.device
     )
     with FlopCounterMode(display=False) as counter, trainer.autocast():
-        model(x, draws=StepDraws.seeded(0, len(x), trainer.device)).backward()
+        model(x, draws=StepDraws.seeded(0, len(x), trainer.device))[0].backward()
     return counter.get_total_flops() / 2
 
 

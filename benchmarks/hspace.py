@@ -256,12 +256,12 @@ def isometry_cost(run, data, batch: int = 16, repeats: int = 3) -> dict:
         times = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            loss = model(x0, draws=StepDraws.seeded(r, len(x0)))
+            loss, terms = model(x0, draws=StepDraws.seeded(r, len(x0)))
             loss.backward()
             times.append(time.perf_counter() - t0)
         result[label] = {"seconds_per_step": float(np.median(times))}
         if label != "off":
-            result[label]["l_iso"] = float(model.last_terms["isometry"])
+            result[label]["l_iso"] = float(terms["isometry"])
     return result
 
 

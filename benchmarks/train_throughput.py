@@ -71,7 +71,7 @@ def training_flops_per_image(trainer: Trainer) -> float:
     x = trainer._to_input(torch.randint(0, 256, (tc.batch_size, res, res, channels), dtype=torch.uint8))
     with FlopCounterMode(display=False) as counter:
         with trainer.autocast():
-            loss = model(x, draws=StepDraws.seeded(0, len(x), trainer.device))
+            loss, _ = model(x, draws=StepDraws.seeded(0, len(x), trainer.device))
         loss.backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / tc.batch_size

@@ -241,3 +241,30 @@ def test_latent_cache_benchmark_times_the_cache_off_cold_and_warm(latent_config)
     assert set(row["seconds_per_step"]) == {"off", "off_first", "off_second", "encoder_alone", "cold", "warm"}
     assert all(v > 0 for v in row["seconds_per_step"].values())
     assert row["run_steps"] == 600 and row["run_steps_fully_cached"] == 0  # 480,000 items, 600 x 4 draws
+
+
+def test_cpu_budget_extends_a_study_past_its_finished_chunks(tmp_path):
+    """A longer budget on a study that has its first chunk: the finished chunk's trainer is built,
+    found done and dropped, and the next chunks train (the process never locks itself out)."""
+    from conftest import TINY
+
+    script = load_script("cpu_budget")
+    common = dict(
+        preset="tiny-cpu",
+        name="tiny",
+        seed=0,
+        every=1.0,
+        steps_per_minute=2.0,  # chunk k trains to step 2 k
+        metrics=["mig"],
+        metrics_preset="fast",
+        set=list(TINY),
+        threads=torch.get_num_threads(),
+        runs=str(tmp_path / "runs"),
+        results=str(tmp_path / "results"),
+    )
+    script.run(argparse.Namespace(minutes=1.0, **common))
+    script.run(argparse.Namespace(minutes=3.0, **common))
+    result = json.loads((tmp_path / "results" / "tiny-seed0.json").read_text())
+    assert [p["step"] for p in result["points"]] == [2, 4, 6]
+    assert all(0.0 <= p["mig"] <= 1.0 for p in result["points"])
+    assert not (tmp_path / "runs" / "tiny-seed0" / "train.lock").exists()

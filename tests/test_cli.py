@@ -164,6 +164,37 @@ def test_sample_reports_fid_and_lpips_with_user_networks(tmp_path, capsys):
     assert "Inception weights not found" in capsys.readouterr().err
 
 
+def test_a_file_that_is_no_exported_network_is_one_line(trained_tiny, tmp_path):
+    bad = tmp_path / "not_a_model.pt2"
+    bad.write_bytes(b"not a zip archive")
+    done = subprocess.run(
+        [sys.executable, "-m", "diffdrl", "sample", str(trained_tiny.path), "--inception", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1, done.stderr  # torch.export's own traceback is silenced
+    assert f"{bad} is not a TorchScript or torch.export Inception network" in err[0]
+
+
+@pytest.mark.parametrize("made", [False, True])
+def test_resume_without_config_needs_a_run(made, tmp_path, capsys):
+    run = tmp_path / "tinyy"
+    if made:
+        run.mkdir()  # a folder, but no run in it
+    for flag in (["--resume"], ["--resume-from", "step_2"]):
+        assert main(["train", "--out", str(run), *flag, "--no-progress", *TINY, "train.steps=1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{run} holds no run to resume" in err[0] and "--config" in err[0], err
+        assert run.exists() == made and not (made and any(run.iterdir()))  # nothing trained, nothing written
+    # with --config, --resume resumes or starts (make demo relies on it)
+    argv = ["train", "--config", "tiny-cpu", "--out", str(run), "--resume", "--no-progress", *TINY]
+    assert main([*argv, "train.steps=1"]) == 0
+    assert main([*argv, "train.steps=2"]) == 0
+    assert "resuming" in capsys.readouterr().out and (run / "checkpoints" / "step_2").is_dir()
+
+
 @pytest.mark.parametrize(
     "command, hint",
     [("train", "--resume"), ("sweep", "rerun the same command")],

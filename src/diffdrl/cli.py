@@ -21,13 +21,21 @@ from diffdrl.training.runs import WEIGHTS
 
 def _config_for_train(args):
     """A resumed run keeps its own config.yaml (plus the overrides), checkpoint or not; a new run
-    takes the preset's."""
+    takes the preset's. ``--resume`` starts a new run only when ``--config`` names it (resume or
+    start, as ``make demo`` does): without it, a folder holding no run is an error."""
     from diffdrl.training.checkpoint import latest_checkpoint
     from diffdrl.training.config import Config
 
     preset = args.config or "tiny-cpu"
     out = Path(args.out) if args.out else Path("runs") / Path(preset).stem
-    if (args.resume or args.resume_from) and (out / "config.yaml").is_file():
+    resume = args.resume or args.resume_from
+    if resume and not args.config and not (out / "config.yaml").is_file():
+        flag = "--resume" if args.resume else "--resume-from"
+        raise ValueError(
+            f"{flag}: {out} holds no run to resume (no config.yaml); to start a new run there, "
+            "name its preset or config file with --config"
+        )
+    if resume and (out / "config.yaml").is_file():
         newest = latest_checkpoint(out)
         where = args.resume_from or (newest.name if newest else "the start (no checkpoint yet)")
         ignored = f"; --config {args.config} applies to new runs only" if args.config else ""
@@ -70,8 +78,10 @@ def cmd_train_autoencoder(args) -> None:
     result, export = train_autoencoder(
         config, out, resume=args.resume, progress=not args.no_progress, resume_from=args.resume_from
     )
-    done = f"trained {result.run_dir} to step {result.step}" if result.loss is not None else (
-        f"{result.run_dir} is already at step {result.step}"
+    done = (
+        f"trained {result.run_dir} to step {result.step}"
+        if result.loss is not None
+        else (f"{result.run_dir} is already at step {result.step}")
     )
     print(f"{done}; exported the first stage to {export} (use model.first_stage.path={result.run_dir})")
 
@@ -186,6 +196,8 @@ def add_training_run_arguments(p: argparse.ArgumentParser, default: str | None, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``diffdrl`` parser, one sub-parser per command. A flat table of argparse calls, over 60
+    lines on purpose: each command's arguments stay together, in the order ``--help`` lists them."""
     parser = Parser(
         prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
     )

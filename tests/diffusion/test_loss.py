@@ -28,7 +28,7 @@ def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
     """At a step with SNR < 1 the weighted epsilon error equals the error of the implied x0."""
     sched = NoiseSchedule(ScheduleConfig(high_noise_bias=1e6))  # every draw at t = T - 1
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
-    loss = epsilon_loss(
+    loss, terms = epsilon_loss(
         constant_denoiser(0.3),
         x0,
         schedule=sched,
@@ -45,12 +45,13 @@ def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
     x0_hat = (x_t - (1 - a).sqrt() * 0.3) / a.sqrt()
     err = (x0_hat - x0).abs() if kind == "l1" else (x0_hat - x0).square()
     torch.testing.assert_close(loss, err.mean(), rtol=1e-4, atol=0)
+    assert terms == {}  # no regulariser, no terms
 
 
 def test_unweighted_loss_is_unchanged_and_unknown_weightings_are_refused():
     sched = NoiseSchedule(ScheduleConfig())
     x0 = torch.zeros(2, 3, 4, 4)
-    plain = epsilon_loss(constant_denoiser(0.0), x0, schedule=sched, kind="mse", draws=StepDraws.seeded(3, 2))
+    plain, _ = epsilon_loss(constant_denoiser(0.0), x0, schedule=sched, kind="mse", draws=StepDraws.seeded(3, 2))
     eps = torch.randn(x0.shape, generator=_after_timesteps(sched, 3))
     assert plain.item() == pytest.approx(eps.square().mean().item())
     with pytest.raises(ValueError, match="weighting must be one of"):
@@ -61,3 +62,29 @@ def _after_timesteps(sched: NoiseSchedule, seed: int) -> torch.Generator:
     draws = StepDraws.seeded(seed, 2)
     sched.sample_timesteps(draws)
     return draws.generator
+
+
+@pytest.mark.parametrize("weighting", ["none", "truncated_snr"])
+def test_regularisers_are_added_with_their_weights_at_the_drawn_batch(weighting):
+    """The loss adds weight * R(x_t, t) at the very x_t and t of its own draw (given t kept), one
+    L1 formula whatever the regulariser, and reports each R by name."""
+    sched = NoiseSchedule(ScheduleConfig())
+    x0 = torch.rand(3, 3, 4, 4) * 2 - 1
+    t = torch.tensor([5, 500, 999])
+    seen = {}
+
+    def regulariser(x_t, t_seen):
+        seen["x_t"], seen["t"] = x_t, t_seen
+        return x_t.square().mean()
+
+    args = dict(schedule=sched, kind="l1", weighting=weighting, t=t)
+    plain, none = epsilon_loss(constant_denoiser(0.1), x0, draws=StepDraws.seeded(4, 3), **args)
+    total, terms = epsilon_loss(
+        constant_denoiser(0.1), x0, draws=StepDraws.seeded(4, 3), regularisers={"r": (0.5, regulariser)}, **args
+    )
+    assert none == {} and torch.equal(seen["t"], t) and set(terms) == {"r"}
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))  # t given: eps is the first draw
+    torch.testing.assert_close(seen["x_t"], sched.q_sample(x0, t, eps))
+    torch.testing.assert_close(terms["r"], seen["x_t"].square().mean())
+    torch.testing.assert_close(total, plain + 0.5 * terms["r"])
+    assert not terms["r"].requires_grad

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from diffdrl.diffusion.draws import StepDraws
+from diffdrl.diffusion.loss import epsilon_loss
 from diffdrl.hspace.isometry import IsometryConfig, exact_trace_ratio, trace_ratio
 from diffdrl.models.encdiff import EncDiff
 from diffdrl.training.config import ConfigError, load_config
@@ -30,14 +31,38 @@ def test_isometry_option_adds_a_differentiable_term_to_the_loss(target, hs_overr
     torch.manual_seed(0)
     model = EncDiff(config.model, resolution=16).train()
     x0 = torch.rand(2, 3, 16, 16) * 2 - 1
-    loss = model(x0, draws=StepDraws.seeded(0, 2))
-    ratio = model.last_terms["isometry"]
+    loss, terms = model(x0, draws=StepDraws.seeded(0, 2))
+    ratio = terms["isometry"]
     assert 0 < float(ratio) <= 1
     loss.backward()
     grads = [p.grad for p in model.denoiser.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     if target == "tokens":  # the term reaches the encoder through the tokens
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("weighting", ["none", "truncated_snr"])
+def test_the_gated_step_is_the_epsilon_loss_at_high_noise_plus_weighted_l_iso(weighting, hs_overrides):
+    """One diffusion formula: the gated step's diffusion term is the model's epsilon loss (its
+    weighting included) at t drawn from the high-noise half, after the gate's draw."""
+    config = load_config(
+        "tiny-cpu", [*hs_overrides, "model.isometry.weight=0.1", "model.isometry.probability=1.0",
+                     f"model.loss_weighting={weighting}"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = EncDiff(config.model, resolution=16).train()
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    loss, terms = model(x0, draws=StepDraws.seeded(0, 2))
+    draws = StepDraws.seeded(0, 2)
+    torch.rand((), generator=draws.generator)  # the gate
+    T = model.schedule.timesteps
+    t = draws.integers(T // 2, T)
+    c = model.tokens(model.encode_input(x0))
+    diffusion, _ = epsilon_loss(
+        lambda x_t, t: model.denoiser(x_t, t, c), x0, schedule=model.schedule, kind=model.config.loss,
+        draws=draws, weighting=weighting, t=t,
+    )  # fmt: skip
+    torch.testing.assert_close(loss, diffusion + 0.1 * terms["isometry"])
 
 
 def test_isometry_off_by_default_and_validated(hs_overrides):

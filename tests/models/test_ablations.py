@@ -169,13 +169,15 @@ def test_encdec_loss_is_l2_reconstruction_and_falls_on_a_fixed_batch():
     model.eval()
     with torch.no_grad():
         expected = ((model.decode(model.tokens(model.encode(x))) - x) ** 2).mean()
-        torch.testing.assert_close(model(x), expected)
-        assert model(x, shuffle_tokens=True) != model(x)  # the tokens matter
+        loss, terms = model(x)
+        torch.testing.assert_close(loss, expected)
+        assert terms == {}  # a plain reconstruction loss: no named parts
+        assert model(x, shuffle_tokens=True)[0] != loss  # the tokens matter
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss = model(x)
+        loss, _ = model(x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

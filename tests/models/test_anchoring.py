@@ -182,12 +182,13 @@ def test_one_component_means_are_mapped_back_to_the_raw_token_mean():
 def test_published_lambda_moves_each_token_toward_its_components_mean(covariance):
     anchors, tokens = fitted(covariance)
     c = tokens[:50].clone().requires_grad_(True)
-    out = anchors(c)
+    out, used = anchors.anchor(c)
+    torch.testing.assert_close(anchors(c), out)
     index = anchors.assign(c)
     assert torch.equal(index, most_likely_in_raw_space(anchors, c.detach()))
     mu = anchors.raw_means()[torch.arange(3), index]  # (B, N, d)
     lam = 0.1 * torch.exp(-((c.detach() - mu) / (c.detach() + 1e-6)).abs().mean())
-    torch.testing.assert_close(anchors.last_lambda, lam)
+    torch.testing.assert_close(used, lam)
     torch.testing.assert_close(out - c, lam * (mu - c), atol=1e-5, rtol=0)
     out.sum().backward()
     torch.testing.assert_close(c.grad, torch.full_like(c, 1 - lam.item()))
@@ -197,14 +198,17 @@ def test_fixed_lambda():
     anchors, tokens = fitted(lambda_mode="fixed", fixed_lambda=0.25)
     c = tokens[:20]
     mu = anchors.raw_means()[torch.arange(3), anchors.assign(c)]
+    anchored, lam = anchors.anchor(c)
     torch.testing.assert_close(anchors(c), 0.25 * mu + 0.75 * c)
-    assert anchors.last_lambda.item() == 0.25
+    torch.testing.assert_close(anchored, 0.25 * mu + 0.75 * c)
+    assert lam.item() == 0.25
 
 
 def test_identity_before_the_first_fit_and_when_disabled():
     tokens = torch.randn(5, 3, 3)
     fresh = GaussianAnchors(AnchoringConfig(enabled=True), 3, 3)
-    assert fresh(tokens) is tokens and fresh.last_lambda is None
+    anchored, lam = fresh.anchor(tokens)
+    assert fresh(tokens) is tokens and anchored is tokens and lam is None
     disabled, tokens = fitted(enabled=False)
     assert bool(disabled.fitted) and disabled(tokens) is tokens
 

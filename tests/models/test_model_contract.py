@@ -53,14 +53,21 @@ def test_loss_is_a_finite_scalar_reproducible_from_its_draws(model_and_images):
     model, images = model_and_images
     x = to_model_input(images)
     twin = copy.deepcopy(model)  # a training forward may update state (a VQ codebook's EMA)
-    first = model(x, draws=StepDraws.seeded(1, len(x)))
+    first, terms = model(x, draws=StepDraws.seeded(1, len(x)))
     assert first.dim() == 0 and torch.isfinite(first)
-    torch.testing.assert_close(twin(x, draws=StepDraws.seeded(1, len(x))), first, rtol=0, atol=0)
+    again, twin_terms = twin(x, draws=StepDraws.seeded(1, len(x)))
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    # the named terms: detached scalars, the same from the same draws
+    assert isinstance(terms, dict) and terms.keys() == twin_terms.keys()
+    for name, value in terms.items():
+        assert value.dim() == 0 and not value.requires_grad, name
+        torch.testing.assert_close(twin_terms[name], value, rtol=0, atol=0)
 
 
 def test_loss_reaches_the_encoder(model_and_images):
     model, images = model_and_images
-    model(to_model_input(images), draws=StepDraws.seeded(0, len(images))).backward()
+    loss, _ = model(to_model_input(images), draws=StepDraws.seeded(0, len(images)))
+    loss.backward()
     encoder = model.net.encoder if hasattr(model, "net") else model.encoder  # first stages: diffusers'
     grads = [p.grad for p in encoder.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)

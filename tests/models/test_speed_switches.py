@@ -18,7 +18,7 @@ def build(tiny_config, *overrides):
 
 
 def loss(model, x0, seed=0):
-    return float(model(x0, draws=StepDraws.seeded(seed, len(x0))))
+    return float(model(x0, draws=StepDraws.seeded(seed, len(x0)))[0])
 
 
 def batch(n=16, res=16):
@@ -55,7 +55,7 @@ def test_patch_stem_loss_at_init_is_the_plain_models_within_5_percent(tiny_confi
 def test_patch_stem_cuts_the_training_flops(tiny_config):
     def flops(model):
         with FlopCounterMode(display=False) as counter:
-            model(batch(4), draws=StepDraws.seeded(0, 4)).backward()
+            model(batch(4), draws=StepDraws.seeded(0, 4))[0].backward()
         return counter.get_total_flops()
 
     plain, patched = flops(build(tiny_config)), flops(build(tiny_config, "model.denoiser.patch_size=2"))
@@ -91,7 +91,7 @@ def test_decorrelation_adds_exactly_its_weighted_penalty(tiny_config):
     plain, weighted = build(tiny_config), build(tiny_config, "model.decorrelation=0.1")
     weighted.load_state_dict(plain.state_dict())
     with torch.no_grad():
-        penalty = float(decorrelation_penalty(plain.units(x0)))
+        penalty = float(decorrelation_penalty(plain.encode_input(x0)))
         assert loss(weighted, x0) == pytest.approx(loss(plain, x0) + 0.1 * penalty, rel=1e-5)
     with pytest.raises(ValueError, match="model.decorrelation must be >= 0, got -1"):
         tiny_config("model.decorrelation=-1")
@@ -102,7 +102,7 @@ def test_unit_norm_standardises_units_and_keeps_the_loss_at_init_within_5_percen
     plain, normed = build(tiny_config), build(tiny_config, "model.unit_norm=true")
     normed.load_state_dict(plain.state_dict(), strict=False)  # the same weights; the norm has none
     with torch.no_grad():
-        s = normed.units(x0)  # training mode: batch statistics
+        s = normed.encode_input(x0)  # training mode: batch statistics
         assert torch.allclose(s.mean(0), torch.zeros(s.shape[1]), atol=1e-5)
         assert torch.allclose(s.std(0, unbiased=False), torch.ones(s.shape[1]), atol=1e-3)
         assert loss(normed, x0) == pytest.approx(loss(plain, x0), rel=0.05)

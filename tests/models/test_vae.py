@@ -105,10 +105,10 @@ def test_encode_accepts_uint8_images_and_checks_shape():
 def test_loss_is_reproducible_with_a_generator_and_reports_its_terms(name):
     model = registry.build(tiny_vae(name).model, resolution=16)
     x = as_input(images(8))
-    a = model(x, draws=StepDraws.seeded(1, len(x)))
-    terms = {k: v.item() for k, v in model.last_terms.items()}
-    b = model(x, draws=StepDraws.seeded(1, len(x)))
-    c = model(x, draws=StepDraws.seeded(2, len(x)))
+    a, parts = model(x, draws=StepDraws.seeded(1, len(x)))
+    terms = {k: v.item() for k, v in parts.items()}
+    b, _ = model(x, draws=StepDraws.seeded(1, len(x)))
+    c, _ = model(x, draws=StepDraws.seeded(2, len(x)))
     assert a.item() == b.item() != c.item()
     expected = {"betavae": set(), "betatcvae": {"tc"}, "factorvae": {"tc", "discriminator"}}[name]
     assert set(terms) == {"reconstruction", "kl"} | expected
@@ -121,8 +121,8 @@ def test_beta_scales_the_kl_only():
     for beta in (0.0, 3.0):
         torch.manual_seed(0)
         model = BetaVAE(tiny_vae("betavae", f"model.beta={beta}").model, resolution=16)
-        losses[beta] = model(x, draws=StepDraws.seeded(0, len(x))).item()
-        terms = model.last_terms
+        loss, terms = model(x, draws=StepDraws.seeded(0, len(x)))
+        losses[beta] = loss.item()
     assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * terms["kl"].item(), rel=1e-4)
 
 
@@ -137,7 +137,7 @@ def test_loss_falls_on_a_fixed_batch(name):
     floor = bernoulli_nll(torch.log(p / (1 - p)), x).mean().item()  # perfect Bernoulli reconstruction
     losses = []
     for step in range(30):
-        loss = model(x, draws=StepDraws.seeded(step, len(x)))
+        loss, _ = model(x, draws=StepDraws.seeded(step, len(x)))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -193,7 +193,7 @@ def test_factorvae_tc_term_trains_the_vae_only_and_the_discriminator_loss_the_di
     for gamma in (0.0, 10.0):
         model.config.gamma = gamma
         model.zero_grad()
-        model(x, draws=StepDraws.seeded(0, len(x))).backward()
+        model(x, draws=StepDraws.seeded(0, len(x)))[0].backward()
         seen[gamma] = _grads(model.discriminator), _grads(model.encoder)
     assert all(torch.equal(a, b) for a, b in zip(seen[0.0][0], seen[10.0][0], strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(seen[0.0][1], seen[10.0][1], strict=True))

@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from diffdrl.api import load_model
+from diffdrl.data import make_dataset
+from diffdrl.data.ground_truth import to_model_input
 from diffdrl.models.encdiff import EncDiff
+from diffdrl.training.batches import EVAL_STREAM, batch_index, step_seed
 from diffdrl.training.checkpoint import checkpoints, latest_checkpoint, load_checkpoint
+from diffdrl.training.run_lock import RunBusyError
+from diffdrl.training.side_jobs import held_out_loss
 from diffdrl.training.trainer import NonFiniteLossError, Trainer, train
 
 
@@ -60,18 +65,35 @@ def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
         Trainer(tiny_config("train.steps=2"), tmp_path / "run", progress=False)
 
 
+def test_the_lock_is_held_by_train_only(tiny_config, tmp_path):
+    """Building a trainer writes nothing and takes no lock, so trainers built and dropped never lock
+    their process out; ``train`` holds the lock and refuses to write a run that moved on."""
+    fresh = Trainer(tiny_config("train.steps=2"), tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists() and fresh.step == 0
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=2"), run, progress=False)
+    stale = Trainer(tiny_config("train.steps=4"), run, resume=True, progress=False)
+    assert not (run / "train.lock").exists()
+    assert Trainer(tiny_config("train.steps=4"), run, resume=True, progress=False).train().step == 4
+    with pytest.raises(RunBusyError, match="changed after this trainer loaded it.*step_4.*step_2"):
+        stale.train()
+    assert not (run / "train.lock").exists() and latest_checkpoint(run).name == "step_4"
+    rows = [json.loads(r) for r in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the refused trainer cut no log back
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
     config = tiny_config("train.steps=6")
     calls = {"n": 0}
     original = EncDiff.forward
 
     def poisoned(self, *args, **kwargs):
-        loss = original(self, *args, **kwargs)
+        loss, terms = original(self, *args, **kwargs)
         if self.training:
             calls["n"] += 1
             if calls["n"] == 4:  # step index 3, after the step-2 checkpoint
-                return loss * float("nan")
-        return loss
+                return loss * float("nan"), terms
+        return loss, terms
 
     monkeypatch.setattr(EncDiff, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 3.*step_2"):
@@ -108,6 +130,20 @@ def test_evaluation_logs_token_reliance(tiny_config, tmp_path):
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2
     assert {"eval/loss", "eval/loss_shuffled_tokens", "eval/token_reliance"} <= set(rows[-1])
+    # the values: the held-out loss of the step-2 weights on the fixed evaluation batch and draws, with
+    # the tokens as they are and shuffled across the batch; the reliance is the relative rise
+    config = tiny_config("train.steps=2")
+    seed, size = config.train.seed, config.train.eval_batch_size
+    data = make_dataset(config.data.name, config.data.path, config.data.resolution)
+    x = to_model_input(torch.as_tensor(data.images_at(batch_index(len(data), size, seed, 0, EVAL_STREAM))))
+    model = load_model(tmp_path / "run", weights="model")
+    expected = held_out_loss(model, x, step_seed(seed, 0, EVAL_STREAM))
+    for key in ("eval/loss", "eval/loss_shuffled_tokens", "eval/token_reliance"):
+        assert rows[-1][key] == expected[key], key
+    assert rows[-1]["eval/loss"] > 0
+    assert rows[-1]["eval/token_reliance"] == pytest.approx(
+        rows[-1]["eval/loss_shuffled_tokens"] / rows[-1]["eval/loss"] - 1.0, rel=1e-12
+    )
 
 
 def test_metrics_run_on_schedule(tiny_config, tmp_path):
@@ -133,10 +169,10 @@ def test_compiled_training_keeps_plain_checkpoint_keys(tiny_config, tmp_path, mo
 
 
 def test_time_budget_stops_training_and_resumes_with_a_larger_one(tiny_config, tmp_path, monkeypatch):
-    import diffdrl.training.trainer as trainer_module
+    import diffdrl.training.clock as clock_module
 
     clock = iter(range(0, 10**6, 30))  # every perf_counter call advances 30 s
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(clock_module.time, "perf_counter", lambda: float(next(clock)))
     config = tiny_config("train.steps=1000", "train.time_budget_minutes=1.5", "train.eval_every=1000")
     first = train(config, tmp_path / "run", progress=False)
     assert 1 <= first.step < 1000 and first.checkpoint.name == f"step_{first.step}"

@@ -32,7 +32,8 @@ class StepDraws:
     def seeded(cls, seed: int, local: int, device="cpu", rank: int = 0, world: int = 1) -> StepDraws:
         return cls(torch.Generator(device).manual_seed(seed), local, rank, world)
 
-    def _mine(self, drawn: torch.Tensor) -> torch.Tensor:
+    def _local_rows(self, drawn: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous slice of rows drawn for the global batch."""
         return drawn[self.rank * self.local : (self.rank + 1) * self.local]
 
     def _size(self, tail: tuple[int, ...]) -> tuple[int, ...]:
@@ -40,20 +41,20 @@ class StepDraws:
 
     def normal(self, *tail: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """N(0, 1) of shape (local, *tail)."""
-        return self._mine(
+        return self._local_rows(
             torch.randn(self._size(tail), generator=self.generator, device=self.device, dtype=dtype)
         )
 
     def uniform(self, *tail: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """U[0, 1) of shape (local, *tail)."""
-        return self._mine(
+        return self._local_rows(
             torch.rand(self._size(tail), generator=self.generator, device=self.device, dtype=dtype)
         )
 
     def integers(self, low: int, high: int, *tail: int) -> torch.Tensor:
         """Integers uniform in [low, high) of shape (local, *tail)."""
         drawn = torch.randint(low, high, self._size(tail), generator=self.generator, device=self.device)
-        return self._mine(drawn)
+        return self._local_rows(drawn)
 
 
 def step_draws(draws: StepDraws | None, batch: int, device=None) -> StepDraws:

@@ -9,7 +9,9 @@ G = I: the released stereographic metric reduces to it),
 estimated by Hutchinson's method with differentiable jvp / vjp (create_graph). L_iso lies in
 [1/n, 1] and is 1/n exactly when J's singular values are all equal. Gating (the paper's): with
 probability ``probability`` a training step draws t in [T/2, T) and adds ``weight`` L_iso;
-otherwise it is the model's ordinary step. Variant chosen on purpose: this trace-ratio form (the
+otherwise it is the model's ordinary step. The gated step's diffusion term is the model's own
+epsilon loss at those t (``diffusion/loss.py``: its L1/MSE and ``loss_weighting``), which composes
+L_iso as a regulariser (``isometry_step``, ``Isometry``). Variant chosen on purpose: this trace-ratio form (the
 latent-model loss), not the pixel script's path-length penalty. Deviation (ours): the ordinary
 step keeps the model's own timestep draw rather than the paper's [0, T/2), because the tiny presets
 bias t toward high noise, where EncDiff's encoder learns.
@@ -24,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from diffdrl.diffusion.draws import StepDraws
-from diffdrl.diffusion.loss import epsilon_loss
+from diffdrl.diffusion.loss import Regulariser
 
 TARGETS = ("x", "tokens")
 
@@ -80,47 +83,39 @@ def exact_trace_ratio(jacobian: torch.Tensor) -> torch.Tensor:
     return torch.trace(r @ r) / torch.trace(r) ** 2
 
 
-def isometric_loss(model, x0: torch.Tensor, c: torch.Tensor, draws: StepDraws):
-    """EncDiff's training loss with the gated isometry term (module docstring); sets
-    ``model.last_terms["isometry"]`` to the last measured L_iso. ``x0`` is what is diffused (pixels
-    or latents); t and eps are per-sample rows of ``draws``, the gate and the probes shared draws."""
-    from diffdrl.hspace.bottleneck import HSpace, unet_of
-
-    config, schedule = model.config.isometry, model.schedule
-    generator = draws.generator
-    draw = torch.rand((), device=draws.device, generator=generator)
-    denoise = lambda x_t, t: model.denoiser(x_t, t, c)  # noqa: E731
+def isometry_step(
+    config: IsometryConfig, timesteps: int, denoiser: nn.Module, c: torch.Tensor, draws: StepDraws
+) -> tuple[torch.Tensor | None, dict[str, tuple[float, Regulariser]]]:
+    """The gate of one training step (module docstring): with probability ``config.probability``
+    (one shared draw), timesteps from the high-noise half of the ``timesteps`` and the regulariser
+    ``{"isometry": (weight, L_iso)}`` for ``epsilon_loss`` to compose; otherwise ``(None, {})``, the
+    ordinary step. ``denoiser(x_t, t, c)`` reads tokens ``c`` (B, N, d); the probes are shared draws."""
+    draw = torch.rand((), device=draws.device, generator=draws.generator)
     if float(draw) >= config.probability:
-        return epsilon_loss(
-            denoise,
-            x0,
-            schedule=schedule,
-            kind=model.config.loss,
-            draws=draws,
-            weighting=model.config.loss_weighting,
-        )
-    T = schedule.timesteps
-    t = draws.integers(T // 2, T).to(x0.device)  # the high-noise half
-    eps = draws.normal(*x0.shape[1:], dtype=x0.dtype).to(x0.device)
-    x_t = schedule.q_sample(x0, t, eps)
-    err = model.denoiser(x_t, t, c).float() - eps
-    diffusion = err.abs().mean() if model.config.loss == "l1" else err.square().mean()
-    space = HSpace(unet_of(model))
-    with sdpa_kernel([SDPBackend.MATH]):  # fused attention kernels have no double backward
-        ratio = _ratio(model, space, config, x_t, t, c, generator)
-    model.last_terms = {"isometry": ratio.detach()}
-    return diffusion + config.weight * ratio
+        return None, {}
+    t = draws.integers(timesteps // 2, timesteps).to(c.device)  # the high-noise half
+    return t, {"isometry": (config.weight, Isometry(config, denoiser, c, draws.generator))}
 
 
-def _ratio(model, space, config, x_t, t, c, generator):
-    def h_of_x(x):  # x_t -> h_t, the tokens held fixed (the k probes are stacked on the batch)
-        k = len(x) // len(c)
-        return space.bottleneck(lambda a, s: model.denoiser(a, s, c.repeat(k, 1, 1)), x, t.repeat(k))
+class Isometry:
+    """L_iso of the denoiser's h-space at (x_t, t) under tokens c (B, N, d): a ``Regulariser``."""
 
-    def h_of_c(cc):  # c -> h_t, x_t held fixed (ours)
-        k = len(cc) // len(x_t)
-        return space.bottleneck(lambda a, s: model.denoiser(a, s, cc), x_t.repeat(k, 1, 1, 1), t.repeat(k))
+    def __init__(self, config: IsometryConfig, denoiser: nn.Module, c: torch.Tensor, generator=None):
+        self.config, self.denoiser, self.c, self.generator = config, denoiser, c, generator
 
-    if config.target == "x":
-        return trace_ratio(h_of_x, x_t, config.samples, generator)
-    return trace_ratio(h_of_c, c, config.samples, generator)
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        from diffdrl.hspace.bottleneck import HSpace, unet_of
+
+        space, c, denoiser = HSpace(unet_of(self.denoiser)), self.c, self.denoiser
+
+        def h_of_x(x):  # x_t -> h_t, the tokens held fixed (the k probes are stacked on the batch)
+            k = len(x) // len(c)
+            return space.bottleneck(lambda a, s: denoiser(a, s, c.repeat(k, 1, 1)), x, t.repeat(k))
+
+        def h_of_c(cc):  # c -> h_t, x_t held fixed (ours)
+            k = len(cc) // len(x_t)
+            return space.bottleneck(lambda a, s: denoiser(a, s, cc), x_t.repeat(k, 1, 1, 1), t.repeat(k))
+
+        f, at = (h_of_x, x_t) if self.config.target == "x" else (h_of_c, c)
+        with sdpa_kernel([SDPBackend.MATH]):  # fused attention kernels have no double backward
+            return trace_ratio(f, at, self.config.samples, self.generator)

@@ -12,6 +12,8 @@ FID (Heusel et al. 2017) = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import zipfile
 from pathlib import Path
 
@@ -30,11 +32,24 @@ def load_feature_network(path: str | Path, what: str):
         raise FileNotFoundError(f"{what} weights not found: {path} (give a TorchScript or .pt2 file)")
     try:
         if path.suffix == ".pt2":
-            return torch.export.load(str(path)).module()
+            with _silenced("torch.export"):  # it logs a traceback before raising: one line is ours
+                return torch.export.load(str(path)).module()
         return torch.jit.load(str(path), map_location="cpu").eval()
     except (RuntimeError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path} is not a TorchScript or torch.export {what} network: {first}") from None
+
+
+@contextlib.contextmanager
+def _silenced(name: str):
+    """Mute logger ``name`` for the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:

@@ -119,7 +119,6 @@ class GaussianAnchors(nn.Module):
         self.register_buffer("token_span", torch.ones(n), persistent=keep)
         self.register_load_state_dict_post_hook(lambda module, keys: module.sync_fitted())
         self._is_fitted = False  # host copy of ``fitted``: forward must not sync with the GPU
-        self.last_lambda: Tensor | None = None
 
     def sync_fitted(self) -> None:
         """Refresh the host copy of ``fitted`` (done by load_state_dict; call it after editing buffers by
@@ -187,10 +186,11 @@ class GaussianAnchors(nn.Module):
         """Component means in the raw token space (N, K, d)."""
         return self.token_high[:, None, None] + self.token_span[:, None, None] * self.means
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """c' = lambda mu + (1 - lambda) c for tokens (B, N, d); identity when disabled or not yet fitted."""
+    def anchor(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(c' = lambda mu + (1 - lambda) c, lambda) for tokens c (B, N, d); (c, None) when disabled or
+        not yet fitted. lambda is a detached scalar (what the trainer logs as ``anchoring_lambda``)."""
         if not (self.config.enabled and self._is_fitted):
-            return tokens
+            return tokens, None
         with torch.autocast(tokens.device.type, enabled=False):
             c = tokens.float()
             index = self.assign(c)  # (B, N)
@@ -199,5 +199,8 @@ class GaussianAnchors(nn.Module):
                 lam = 0.1 * torch.exp(-((c - mu) / (c + 1e-6)).abs().mean()).detach()
             else:
                 lam = c.new_tensor(self.config.fixed_lambda)
-            self.last_lambda = lam
-            return (lam * mu + (1 - lam) * c).to(tokens.dtype)
+            return (lam * mu + (1 - lam) * c).to(tokens.dtype), lam
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """The anchored tokens c' (B, N, d) of ``anchor``."""
+        return self.anchor(tokens)[0]

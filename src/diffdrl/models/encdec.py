@@ -173,14 +173,14 @@ class EncDec(nn.Module):
 
     def forward(
         self, x0: torch.Tensor, draws: StepDraws | None = None, shuffle_tokens: bool = False
-    ) -> torch.Tensor:
-        """Mean squared reconstruction error of a batch x0 in [-1, 1]; ``draws`` is accepted for
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(mean squared reconstruction error of a batch x0 in [-1, 1], no terms); ``draws`` is accepted for
         the model contract and unused (the loss draws nothing). ``shuffle_tokens`` pairs each image
         with another's tokens (the trainer's token-reliance diagnostic)."""
         c = self.tokens(self.encoder(x0))  # (B, N, d)
         if shuffle_tokens:
             c = c.roll(1, dims=0)
-        return F.mse_loss(self.decoder(c).float(), x0.float())
+        return F.mse_loss(self.decoder(c).float(), x0.float()), {}
 
     loss = forward
 

@@ -6,6 +6,7 @@ NeurIPS 2024. The whole path, top to bottom:
     x0 (B, C, H, W) -> encoder -> s (B, N) -> token bank -> c (B, N, d) -> [anchors] -> c' (B, N, d)
     t ~ p(t), eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
     loss = |eps - eps_theta(x_t, t, c')|       (L1 as released; MSE as in the paper, eq. 3)
+           [+ regularisers: isometry of h-space, decorrelation of the units]  -> (loss, terms)
 
 | name here   | paper            |
 |-------------|------------------|
@@ -39,7 +40,7 @@ from diffdrl.diffusion.draws import StepDraws, step_draws
 from diffdrl.diffusion.loss import LOSSES, WEIGHTINGS, epsilon_loss
 from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig, make_betas
-from diffdrl.hspace.isometry import IsometryConfig, isometric_loss
+from diffdrl.hspace.isometry import IsometryConfig, isometry_step
 from diffdrl.models.anchoring import AnchoringConfig, GaussianAnchors
 from diffdrl.models.decorrelation import decorrelation_penalty
 from diffdrl.models.denoiser import Denoiser, DenoiserConfig
@@ -142,10 +143,12 @@ class EncDiff(nn.Module):
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Units s (B, N) of images (EncDiff-V: (B, N d)): float (B, C, H, W) in [-1, 1], or uint8
         (B, H, W, C)."""
-        return self.units(image_batch(x, self.channels, self.resolution, self.schedule.betas.device))
+        return self.encode_input(image_batch(x, self.channels, self.resolution, self.schedule.betas.device))
 
-    def units(self, x0: torch.Tensor) -> torch.Tensor:
-        """The encoder's output, standardised when ``unit_norm`` is on (B, N)."""
+    def encode_input(self, x0: torch.Tensor) -> torch.Tensor:
+        """Units s (B, N) of a batch already in model input form (float (B, C, H, W) in [-1, 1] on
+        the model's device; ``encode`` converts and checks first): the encoder's output, standardised
+        when ``unit_norm`` is on."""
         s = self.encoder(x0)
         return self.unit_norm(s) if self.config.unit_norm else s
 
@@ -167,34 +170,40 @@ class EncDiff(nn.Module):
         draws: StepDraws | None = None,
         shuffle_tokens: bool = False,
         latents: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The training loss for a batch x0 (B, C, H, W) in [-1, 1]; ``draws`` holds the step's t and eps.
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, terms) for a batch x0 (B, C, H, W) in [-1, 1]; ``draws`` holds the step's t and eps.
+        The terms, detached, by name: ``isometry`` (L_iso, on the steps that measure it) and
+        ``anchoring_lambda`` (DyGA's lambda, once the anchors are fitted).
 
         ``shuffle_tokens`` pairs each image with another image's tokens: the rise in loss it
         causes measures how much the denoiser relies on the tokens (a cheap diagnostic).
         ``latents``: ``diffusion_input(x0)`` when the caller already has it (the trainer's latent
         cache, training/latent_cache.py), so the frozen first stage is not run again.
         """
-        s = self.units(x0)  # (B, N) units: the encoder's scalars (standardised under unit_norm)
-        c = self.anchors(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
+        s = self.encode_input(x0)  # (B, N) units: the encoder's scalars (standardised under unit_norm)
+        c, lam = self.anchors.anchor(self.token_bank(s))  # (B, N, d) concept tokens, anchored under DyGA
         if shuffle_tokens:
             c = c.roll(1, dims=0)
         z0 = self.diffusion_input(x0) if latents is None else latents  # (B, C, H, W) pixels or latents
         draws = step_draws(draws, len(z0), z0.device)
-        if self.config.isometry.weight > 0 and self.training:
-            loss = isometric_loss(self, z0, c, draws)  # gated: some steps add L_iso
-        else:
-            loss = epsilon_loss(
-                lambda x_t, t: self.denoiser(x_t, t, c),
-                z0,
-                schedule=self.schedule,
-                kind=self.config.loss,
-                draws=draws,
-                weighting=self.config.loss_weighting,
-            )
+        t, regularisers = None, {}
+        if self.config.isometry.weight > 0 and self.training:  # gated: some steps add L_iso at high noise
+            t, regularisers = isometry_step(self.config.isometry, self.schedule.timesteps, self.denoiser, c, draws)
+        loss, terms = epsilon_loss(
+            lambda x_t, t: self.denoiser(x_t, t, c),
+            z0,
+            schedule=self.schedule,
+            kind=self.config.loss,
+            draws=draws,
+            weighting=self.config.loss_weighting,
+            t=t,
+            regularisers=regularisers,
+        )
         if self.config.decorrelation:
             loss = loss + self.config.decorrelation * decorrelation_penalty(s)
-        return loss
+        if lam is not None:
+            terms["anchoring_lambda"] = lam
+        return loss, terms
 
     loss = forward
 

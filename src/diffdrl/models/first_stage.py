@@ -164,7 +164,6 @@ class FirstStageAutoencoder(nn.Module):
             for p in self.lpips[0].parameters():
                 p.requires_grad_(False)
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))  # the discriminator's clock
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -183,7 +182,12 @@ class FirstStageAutoencoder(nn.Module):
         """x_hat of images (B, C, H, W) in [-1, 1] through the deterministic latents."""
         return self.decode_latents(self.encode_latents(x))
 
-    def forward(self, x0: torch.Tensor, draws: StepDraws | None = None) -> torch.Tensor:
+    def forward(
+        self, x0: torch.Tensor, draws: StepDraws | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, terms) for a batch x0 in [-1, 1]: the reconstruction and latent losses (and the
+        adversarial ones once the discriminator has started); the terms, detached, include PSNR and
+        SSIM of the reconstructions."""
         draws = step_draws(draws, len(x0), x0.device)
         x_hat, extra, terms = self._reconstruct_train(x0, draws)  # extra: the latent's own loss
         diff = (x0 - x_hat).float()
@@ -209,8 +213,7 @@ class FirstStageAutoencoder(nn.Module):
             terms["psnr"] = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).mean()
             if min(a.shape[2:]) >= 11:
                 terms["ssim"] = ssim(a, b).mean()
-        self.last_terms = terms
-        return loss
+        return loss, terms
 
 
 class VQAutoencoder(FirstStageAutoencoder):

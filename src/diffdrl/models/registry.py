@@ -3,16 +3,17 @@
 The model contract the trainer, the metrics and the pictures rely on:
 
 - ``Model(config, resolution, channels=3)``; ``config.units`` is the number of latent units;
-- ``forward(x0, draws=None) -> scalar loss`` for a float batch (B, C, H, W) in [-1, 1], with the step's
-  per-sample random draws from ``draws`` (a ``diffusion.draws.StepDraws``);
+- ``forward(x0, draws=None) -> (loss, terms)`` for a float batch (B, C, H, W) in [-1, 1], with the
+  step's per-sample random draws from ``draws`` (a ``diffusion.draws.StepDraws``): the scalar loss and
+  its named terms (``dict[str, Tensor]``, detached: the loss's parts and diagnostics), which the
+  trainer logs as ``train/<name>`` (the latest value of each) and ``eval/<name>``, as EDM's loss
+  returns its parts; nothing is read back off the model;
 - ``encode(x) -> (B, K)`` units of float images or uint8 (B, H, W, C) (a VAE's posterior mean;
   K = N, or N d for EncDiff-V's vector tokens);
 - optional ``conditions_on_tokens = True`` and ``forward(..., shuffle_tokens=True)``: the trainer then
   logs token reliance (loss with tokens shuffled across the batch);
 - optional ``param_groups(lr) -> list[dict]`` when parts need their own optimiser settings (FactorVAE's
   discriminator);
-- optional ``last_terms: dict[str, Tensor]``, the loss's parts from the last forward, logged as
-  ``train/<name>``;
 - optional ``anchors`` (DyGA's ``GaussianAnchors``), refitted on its schedule.
 
 First stages (``vq``, ``kl``) train under the same contract but have no units: ``is_first_stage``

@@ -180,7 +180,6 @@ class VAE(nn.Module):
         stack = _stack(config.channels, resolution)
         self.encoder = conv_encoder(config.units, stack, config.hidden, channels)
         self.decoder = deconv_decoder(config.units, stack, config.hidden, channels)
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     @property
     def _device(self) -> torch.device:
@@ -212,9 +211,12 @@ class VAE(nn.Module):
         """decode(encode(x)): images in [-1, 1] through the posterior mean (no sampling noise)."""
         return self.decode(self.encode(x))
 
-    def forward(self, x0: torch.Tensor, draws: StepDraws | None = None) -> torch.Tensor:
-        """The training loss for a batch x0 in [-1, 1]; ``draws`` holds eps per sample (and the
-        generator of FactorVAE's permutations)."""
+    def forward(
+        self, x0: torch.Tensor, draws: StepDraws | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, terms) for a batch x0 in [-1, 1]; ``draws`` holds eps per sample (and the generator
+        of FactorVAE's permutations). The terms, detached: ``reconstruction``, ``kl`` and the
+        regulariser's own parts."""
         mu, logvar = self.posterior(x0)  # (B, N) each
         draws = step_draws(draws, len(mu), mu.device)
         eps = draws.normal(mu.shape[1]).to(mu.device)
@@ -222,10 +224,8 @@ class VAE(nn.Module):
         reconstruction = bernoulli_nll(self.decoder(z), x0).mean()
         kl = gaussian_kl(mu, logvar).mean()
         regulariser, terms = self.regulariser(z, mu, logvar, kl, draws.generator)
-        self.last_terms = {
-            k: v.detach() for k, v in {"reconstruction": reconstruction, "kl": kl, **terms}.items()
-        }
-        return reconstruction + regulariser
+        terms = {k: v.detach() for k, v in {"reconstruction": reconstruction, "kl": kl, **terms}.items()}
+        return reconstruction + regulariser, terms
 
     loss = forward
 

@@ -90,3 +90,49 @@ def autocast(precision: str, device: torch.device):
     network calls only: optimizer, EMA and losses stay float32."""
     dtype = AUTOCAST_DTYPES.get(precision)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def speed_settings(
+    train: TrainConfig,
+    device: torch.device,
+    world: int,
+    precision: str,
+    precision_reason: str,
+    sync_batchnorm: str,
+    data: str,
+    latent_cache: str,
+) -> dict:
+    """The run's resolved speed settings, as stored in every checkpoint's ``state.json``."""
+    fast = train.fast_path and device.type == "cuda"
+    return {
+        "device": str(device),
+        "processes": world,
+        "batch_per_process": train.batch_size // world,
+        "mixed_precision": precision,
+        "mixed_precision_reason": precision_reason,
+        "channels_last": train.channels_last or fast,
+        "fused_adamw": fast,
+        "tf32": fast,
+        "compile": train.compile,
+        "sync_batchnorm": sync_batchnorm,
+        "data": data,
+        "lr": train.effective_lr,
+        "lr_scaling": train.lr_scaling,
+        "latent_cache": latent_cache,
+    }
+
+
+def describe_settings(settings: dict) -> str:
+    """One line of the resolved speed settings (the trainer's ``settings``), as logged at the start."""
+    s, on = settings, {True: "on", False: "off"}
+    precision = {"no": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[s["mixed_precision"]]
+    line = (
+        f"training on {s['device']} ({s['processes']} process(es), {s['batch_per_process']} images "
+        f"each): {precision} ({s['mixed_precision_reason']}), channels_last {on[s['channels_last']]}, "
+        f"fused AdamW {on[s['fused_adamw']]}, TF32 {on[s['tf32']]}, compile {on[s['compile']]}, "
+        f"SyncBatchNorm {s['sync_batchnorm']}; data {s['data']}; lr {s['lr']:.3g} "
+        f"(lr_scaling {s['lr_scaling']})"
+    )
+    if s["latent_cache"] != "off":
+        line += f"; first-stage latents cached ({s['latent_cache']})"
+    return line

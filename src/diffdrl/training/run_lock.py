@@ -132,6 +132,13 @@ class RunLock:
         self._finalizer = weakref.finalize(self, _release, self.path, dict(self.record))
         return self
 
+    def check(self) -> None:
+        """``RunBusyError`` at once if a live trainer holds the lock (this process's own included);
+        takes nothing (``acquire`` does)."""
+        holder = self._read()
+        if holder and not self._stale(holder):
+            self._busy(holder)
+
     def _busy(self, holder: dict) -> None:
         if holder.get("host") not in (None, socket.gethostname()):
             raise RunBusyError(

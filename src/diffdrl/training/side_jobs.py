@@ -21,6 +21,16 @@ from diffdrl.training.batches import ANCHOR_STREAM, step_rng, step_seed
 from diffdrl.training.ema import EMA
 
 
+def check_metrics(names: list[str]) -> None:
+    """``ValueError`` naming the unknown ones among the metrics ``train.metrics`` asks for."""
+    if names:
+        from diffdrl.metrics import METRICS
+
+        unknown = [m for m in names if m not in METRICS]
+        if unknown:
+            raise ValueError(f"train.metrics: unknown {unknown} (metrics: {', '.join(METRICS)})")
+
+
 @torch.no_grad()
 def held_out_loss(
     model: torch.nn.Module, x: torch.Tensor, seed: int, autocast=contextlib.nullcontext
@@ -33,9 +43,10 @@ def held_out_loss(
         draws = StepDraws.seeded(seed, len(x), x.device)
         with autocast():
             kwargs = {"shuffle_tokens": True} if shuffle else {}
-            losses[shuffle] = float(model(x, draws=draws, **kwargs))
+            loss, parts = model(x, draws=draws, **kwargs)
+        losses[shuffle] = float(loss)
         if not shuffle:  # the loss's parts on the held-out batch (a first stage's PSNR, SSIM, usage)
-            terms = {f"eval/{k}": float(v) for k, v in getattr(model, "last_terms", {}).items()}
+            terms = {f"eval/{k}": float(v) for k, v in parts.items()}
     model.train()
     row = {"eval/loss": losses[False], **terms}
     if True in losses:
@@ -79,7 +90,7 @@ def refit_anchors(
     model.eval()
     tokens = []
     for i in tqdm(range(0, count, batch_size), desc="anchoring: encode", leave=False, disable=not progress):
-        tokens.append(model.raw_tokens(model.units(images(index[i : i + batch_size]))).float())
+        tokens.append(model.raw_tokens(model.encode_input(images(index[i : i + batch_size]))).float())
     model.train()
     device = tokens[0].device
     gen = torch.Generator(device).manual_seed(step_seed(seed, step, ANCHOR_STREAM))
