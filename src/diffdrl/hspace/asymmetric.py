@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffdrl.diffusion.samplers import make_scheduler
-from diffdrl.diffusion.schedule import EpsModel
+from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.bottleneck import HSpace
 
 Delta = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # dh, or dh(h_t, t)
@@ -42,7 +42,7 @@ def ddim_grid(betas: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np
     scheduler = make_scheduler("ddim", betas)
     scheduler.set_timesteps(steps)
     t = scheduler.timesteps.numpy().astype(np.int64)
-    abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    abar = alpha_bar_of(betas)
     prev = t - len(betas) // steps
     # the last step lands on the clean image, as the library's DDIM does (set_alpha_to_one)
     final = scheduler.final_alpha_cumprod.item()

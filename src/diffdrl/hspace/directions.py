@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.diffusion.schedule import make_betas
-from diffdrl.hspace.asymmetric import ddim_grid, edit_sample, trajectory_h
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.schedule import alpha_bar_of, make_betas
+from diffdrl.hspace.asymmetric import edit_sample, trajectory_h
 from diffdrl.hspace.bottleneck import HSpace, denoiser_of, unet_of
 from diffdrl.hspace.jacobian import Directions, full_jacobian_directions, power_iteration
 from diffdrl.hspace.pca import TimestepPCA, timestep_pca
@@ -45,7 +46,7 @@ class Sources:
 def sources(model, images: np.ndarray, steps: int = 40) -> Sources:
     """Real uint8 images (B, H, W, C) with their tokens and their DDIM-inverted x_T."""
     units = model.encode(images)
-    x0 = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(units.device)
+    x0 = to_model_input(images).to(units.device)
     tokens = model.tokens(units)
     return Sources(x0, units, tokens, model.invert(x0, tokens, steps=steps))
 
@@ -98,7 +99,7 @@ def pca_edit(
 
 
 @torch.no_grad()
-def x_at(model, src: Sources, t_stop: int, steps: int = 40) -> tuple[torch.Tensor, int]:
+def trajectory_x_at(model, src: Sources, t_stop: int, steps: int = 40) -> tuple[torch.Tensor, int]:
     """x_t of the sources' DDIM trajectories at the first grid time <= t_stop."""
     space, denoise = space_of(model), denoiser_of(model, src.tokens)
     captured = {}
@@ -114,7 +115,7 @@ def x_at(model, src: Sources, t_stop: int, steps: int = 40) -> tuple[torch.Tenso
 
 def jacobian_x(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40, **iteration) -> tuple:
     """(Directions of dh_t/dx_t shared by the sources, the grid t used) by power iteration."""
-    x_t, t = x_at(model, src, t_edit, steps)
+    x_t, t = trajectory_x_at(model, src, t_edit, steps)
     space = space_of(model)
     tokens = src.tokens
 
@@ -128,7 +129,7 @@ def jacobian_x(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40,
 
 def jacobian_c(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40) -> tuple:
     """(Directions of dh_t/dc in token space shared by the sources, grid t): exact, ours."""
-    x_t, t = x_at(model, src, t_edit, steps)
+    x_t, t = trajectory_x_at(model, src, t_edit, steps)
     space = space_of(model)
 
     def f(c):
@@ -144,7 +145,7 @@ def jacobian_x_edit(
     model, src: Sources, d: Directions, t: int, j: int, gamma: float, steps: int = 40
 ) -> torch.Tensor:
     """Sources with x_t moved along x-space direction j at grid time t, then plain DDIM."""
-    abar = float(np.cumprod(1.0 - betas_of(model))[t])
+    abar = float(alpha_bar_of(betas_of(model))[t])
     scale = gamma * (1.0 - abar) ** 0.5 * d.inputs[j].numel() ** 0.5 / 10
     v = d.inputs[j].to(src.x_T)
 
@@ -187,7 +188,3 @@ def unit_edit(model, src: Sources, unit: int, values: torch.Tensor, steps: int =
 def strip(edit, gammas, progress: bool = False, desc: str = "edits") -> torch.Tensor:
     """(G, B, C, H, W): ``edit(gamma)`` for each gamma."""
     return torch.stack([edit(g) for g in tqdm(list(gammas), disable=not progress, desc=desc, leave=False)])
-
-
-def grid_times(model, steps: int) -> np.ndarray:
-    return ddim_grid(betas_of(model), steps)[0]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from diffdrl.diffusion.samplers import sample
-from diffdrl.diffusion.schedule import EpsModel
+from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.classifier import FactorClassifier
 
 
@@ -44,7 +44,7 @@ def guided_denoise(
             f"the classifier was trained for {classifier.config.timesteps} timesteps, "
             f"the model has {len(betas)}"
         )
-    sigma = torch.from_numpy(np.sqrt(1.0 - np.cumprod(1.0 - np.asarray(betas, dtype=np.float64)))).float()
+    sigma = torch.from_numpy(np.sqrt(1.0 - alpha_bar_of(betas))).float()
 
     def denoise_guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = denoise(x_t, t)
