@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from diffdrl.cli_args import positive_float
+from diffdrl.configs import DEFAULT_RUN_PRESET
 from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS
 
 
@@ -110,7 +111,9 @@ def add_harness_commands(sub) -> None:
     )
     p.add_argument("--datasets", default="synth-shapes3d", help="comma-separated (default: synth-shapes3d)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default: 0,1,2)")
-    p.add_argument("--preset", default="tiny-cpu", help="base preset (default: tiny-cpu)")
+    p.add_argument(
+        "--preset", default=DEFAULT_RUN_PRESET, help=f"base preset (default: {DEFAULT_RUN_PRESET})"
+    )
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument(
         "--budget-minutes",

@@ -9,37 +9,11 @@ is an error, not silently ignored."""
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from diffdrl.cli_args import comma_ints, count, output_file, run_dir, seed
-from diffdrl.data.validation import check_user_images
-from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, SAMPLERS
-from diffdrl.training.runs import WEIGHTS
-from diffdrl.viz.render import RECONSTRUCTION_ETA, STARTS
-
-
-def read_images(path: str | Path, resolution: int | None = None) -> np.ndarray:
-    """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never
-    unpickled), checked to hold at least one image and, given ``resolution``, to be what the
-    run's model takes; every error names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"images file not found: {path}")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            if "images" not in data:
-                raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files) or 'none'})")
-            data = data["images"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        if str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
-    check_user_images(path, data, resolution)
-    return data
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, RECONSTRUCTION_ETA, SAMPLER_NAMES, STARTS
+from diffdrl.training.weights import WEIGHTS
 
 
 def _out(args, run, default: str) -> Path:
@@ -48,6 +22,7 @@ def _out(args, run, default: str) -> Path:
 
 def cmd_swap(args) -> None:
     from diffdrl.api import load_run
+    from diffdrl.data.validation import read_images
     from diffdrl.viz.interchange import interchange, save_interchange
 
     run = load_run(args.run, weights=args.weights)
@@ -131,36 +106,13 @@ def cmd_attention(args) -> None:
 
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.data.ground_truth import to_model_input
-    from diffdrl.metrics.generation import fid, load_feature_network, lpips
-    from diffdrl.metrics.reconstruction import image_similarity
-    from diffdrl.viz.grid import save_grid, to_uint8
-    from diffdrl.viz.render import describe_sampling, reconstruct
+    from diffdrl.viz.reconstruction import sample_reconstructions
 
-    # the feature networks first: a bad file is reported before minutes of sampling
-    inception = load_feature_network(args.inception, "Inception") if args.inception else None
-    lpips_net = load_feature_network(args.lpips, "LPIPS") if args.lpips else None
     run = load_run(args.run, weights=args.weights)
-    sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
-    inverted = args.start == "inversion"
-    default_eta = DEFAULT_SAMPLING.eta if inverted else RECONSTRUCTION_ETA
-    title = describe_sampling(run.model, **sampling, default_eta=default_eta)  # checks them too
-    if inverted:
-        title += ", from each image's DDIM-inverted x_T"
-    _, images = run.sample(args.num, args.seed)
-    out = reconstruct(run.model, images, seed=args.seed, start=args.start, **sampling).cpu()
-    scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
-    generated = to_uint8(out)
-    if inception is not None:
-        scores["fid"] = fid(inception, images, generated)
-    if lpips_net is not None:
-        scores["reconstruction.lpips"] = lpips(lpips_net, images, generated)
-    path = save_grid(
-        [images[:16], generated[:16]],
-        _out(args, run, "reconstruction.png"),
-        ["input", "generated"],
-        title=title,
-    )
+    path, scores = sample_reconstructions(
+        run, _out(args, run, "reconstruction.png"), num=args.num, seed=args.seed, sampler=args.sampler,
+        steps=args.steps, eta=args.eta, start=args.start, inception=args.inception, lpips=args.lpips,
+    )  # fmt: skip
     print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
     if not (args.inception and args.lpips):
         print("FID and LPIPS need feature networks: pass --inception and --lpips (TorchScript/.pt2 files)")
@@ -241,7 +193,7 @@ def add_picture_commands(sub) -> None:
     p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
     p.add_argument("--num", type=count, default=8)
     p.add_argument(
-        "--sampler", choices=tuple(SAMPLERS), help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
+        "--sampler", choices=SAMPLER_NAMES, help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
     )
     p.add_argument(
         "--eta",

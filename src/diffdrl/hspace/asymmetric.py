@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffdrl.diffusion.samplers import make_scheduler
+from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.bottleneck import HSpace
 
@@ -98,7 +99,7 @@ def edit_sample(
     betas: np.ndarray,
     dh: Delta = None,
     *,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     t_edit: int = 0,
     t_boost: int = -1,
     generator: torch.Generator | None = None,
@@ -139,7 +140,7 @@ def trajectory_h(
     denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     progress: bool = False,
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """(grid t (S,), h_t (S, B, C, s, s), x_0) along a deterministic DDIM trajectory from x_T."""

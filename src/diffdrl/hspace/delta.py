@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import asymmetric_step, check_interval, ddim_grid, predicted_x0
 from diffdrl.hspace.bottleneck import HSpace
@@ -84,7 +85,7 @@ def train_delta(
     value: int,
     *,
     t_edit: int,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     lambda_recon: float = 3.0,
     epochs: int = 1,
     batch_size: int = 16,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from diffdrl.diffusion.samplers import sample
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.classifier import FactorClassifier
 
@@ -66,9 +67,9 @@ def guided_sample(
     x_T: torch.Tensor,
     betas: np.ndarray,
     *,
-    sampler: str = "ddim",
-    steps: int = 40,
-    eta: float = 0.0,
+    sampler: str = DEFAULT_SAMPLING.sampler,
+    steps: int = EDIT_STEPS,
+    eta: float = DEFAULT_SAMPLING.eta,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

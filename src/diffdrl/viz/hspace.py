@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import STRIP_STEPS
 from diffdrl.hspace import directions as hd
 from diffdrl.hspace.bottleneck import denoiser_of
 from diffdrl.hspace.interval import measure_interval
@@ -36,7 +37,7 @@ def hspace_strips(
     methods=UNSUPERVISED,
     k: int = 3,
     gammas=GAMMAS,
-    steps: int = 20,
+    steps: int = STRIP_STEPS,
     pca_images: np.ndarray | None = None,
     t_edit: int | None = None,
     progress: bool = False,
@@ -156,7 +157,7 @@ def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, sk
         for title in HSPACE_SECTIONS.values():
             skipped(title, "the report needs at least 2 pairs of images (2 to edit, 2 to fit directions on)")
         return
-    result = hspace_strips(model, images[:2], k=2, steps=steps or 20, pca_images=images[2:])
+    result = hspace_strips(model, images[:2], k=2, steps=steps or STRIP_STEPS, pca_images=images[2:])
     paths = dict(zip(result["methods"], save_strips(result, out), strict=True))
     interval = result["interval"]
     note = (
@@ -166,3 +167,44 @@ def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, sk
     )
     for method, title in HSPACE_SECTIONS.items():
         figure(title, paths[method], note)
+
+
+def save_hspace(
+    run,
+    out_dir: str | Path | None = None,
+    *,
+    methods=UNSUPERVISED,
+    k: int = 3,
+    images: int = 2,
+    fit: int = 32,
+    steps: int = STRIP_STEPS,
+    t_edit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[list[Path], Path, dict]:
+    """The ``diffdrl hspace`` command as one call: strips of ``k`` directions per method on
+    ``images`` dataset images, fitted on ``fit`` others, one PNG per method in ``out_dir``
+    (default ``RUN/samples``) and ``hspace.json`` (interval, spectra, steps) beside them.
+    Returns (the PNGs, the JSON, the edit interval used)."""
+    import json
+
+    from diffdrl.atomic import atomic_write_text
+    from diffdrl.hspace.asymmetric import check_interval
+
+    methods = check_methods(methods)
+    if t_edit is not None:
+        check_interval(t_edit, -1, run.model.config.schedule.timesteps)
+    _, pictures = run.sample(images + fit, seed)
+    result = hspace_strips(
+        run.model, pictures[:images], methods=methods, k=k, steps=steps, pca_images=pictures[images:],
+        t_edit=t_edit, progress=progress,
+    )  # fmt: skip
+    out = Path(out_dir) if out_dir else Path(run.path) / "samples"
+    paths = save_strips(result, out)
+    summary = {
+        "interval": result["interval"],
+        "spectra": {m: e["spectrum"] for m, e in result["methods"].items()},
+        "steps": steps,
+    }
+    atomic_write_text(out / "hspace.json", json.dumps(summary, indent=1))
+    return paths, out / "hspace.json", result["interval"]

@@ -12,16 +12,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.data.ground_truth import to_model_input
-from diffdrl.metrics.reconstruction import image_similarity
+from diffdrl.diffusion.sampling import RECONSTRUCTION_ETA
 from diffdrl.models.representation import encode_images
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
 from diffdrl.viz.grid import save_grid, to_uint8
 from diffdrl.viz.hspace import HSPACE_SECTIONS, add_hspace_sections
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
+from diffdrl.viz.reconstruction import reconstruction_scores
 from diffdrl.viz.render import (
-    RECONSTRUCTION_ETA,
     describe_sampling,
     model_name,
     reconstruct,
@@ -128,7 +127,7 @@ def build_report(
         rows.append(to_uint8(reconstruct(model, images[:pairs], steps=steps, start=start)))
         labels.append("inverted x_T")
         caption += f"; inverted x_T: DDIM inversion, then {describe_sampling(model, steps=steps)}"
-    score = image_similarity((to_model_input(images[:pairs]) + 1) / 2, (generated.cpu() + 1) / 2)
+    score = reconstruction_scores(images[:pairs], generated)
     caption += (
         f". From fresh noise under their own tokens: MSE {score['reconstruction.mse']:.4f}, "
         f"PSNR {score['reconstruction.psnr']:.1f} dB against the inputs (in [0, 1])."
