@@ -195,6 +195,8 @@ def add_training_run_arguments(p: argparse.ArgumentParser, default: str | None, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``diffdrl`` parser: this module's commands here, the others' from their ``cli_*`` modules
+    (a few lines over 60: one block per command, in the order ``--help`` lists them)."""
     parser = Parser(
         prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
     )

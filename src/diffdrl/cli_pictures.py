@@ -144,26 +144,29 @@ def cmd_schedules(args) -> None:
     print(f"wrote {save_schedule_plot(args.out)}")
 
 
-def add_picture_commands(sub) -> None:
-    """Register the picture commands on the main parser's subparsers."""
+def viz_parser(sub, name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
+    """A picture command's parser with the options every picture takes."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("run", type=run_dir, help="run directory")
+    if name != "report":
+        p.add_argument("--out", type=output_file, help="output PNG (default: RUN/samples/<name>.png)")
+    p.add_argument("--seed", type=seed, default=0)
+    if samples:  # commands that render images through a sampler
+        p.add_argument(
+            "--steps",
+            type=count,
+            help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
+        )
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
+    p.set_defaults(func=func)
+    return p
 
-    def viz_parser(name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument("run", type=run_dir, help="run directory")
-        if name != "report":
-            p.add_argument("--out", type=output_file, help="output PNG (default: RUN/samples/<name>.png)")
-        p.add_argument("--seed", type=seed, default=0)
-        if samples:  # commands that render images through a sampler
-            p.add_argument(
-                "--steps",
-                type=count,
-                help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
-            )
-        p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
-        p.set_defaults(func=func)
-        return p
 
-    p = viz_parser("swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap)
+def add_grid_commands(sub) -> None:
+    """swap, traverse, interpolate, attention: the grids of units and their maps."""
+    p = viz_parser(
+        sub, "swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap
+    )
     p.add_argument("--pairs", type=count, default=6, help="random (source, target) pairs from the dataset")
     p.add_argument("--source", help="uint8 images .npy/.npz (instead of dataset pairs)")
     p.add_argument("--target", help="uint8 images .npy/.npz, as many as --source")
@@ -172,7 +175,7 @@ def add_picture_commands(sub) -> None:
         choices=STARTS,
         help="diffusion models: x_T shared by a column, fresh noise (default) or DDIM inversion of a source",
     )
-    p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
+    p = viz_parser(sub, "traverse", "traverse every unit of one image over its observed range", cmd_traverse)
     p.add_argument("--values", type=count, default=8)
     p.add_argument("--reference", type=count, default=1000, help="images whose units give the ranges")
     p.add_argument(
@@ -180,17 +183,22 @@ def add_picture_commands(sub) -> None:
         choices=STARTS,
         help="diffusion models: the x_T of every cell, fresh noise (default) or DDIM inversion of the image",
     )
-    p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
+    p = viz_parser(sub, "interpolate", "interpolate all units between image pairs", cmd_interpolate)
     p.add_argument("--pairs", type=count, default=4)
     p.add_argument("--values", type=count, default=8)
-    p = viz_parser("attention", "cross-attention map of every token", cmd_attention, samples=False)
+    p = viz_parser(sub, "attention", "cross-attention map of every token", cmd_attention, samples=False)
     p.add_argument("--num", type=count, default=4, help="images")
     p.add_argument(
         "--timesteps",
         type=comma_ints(0),
         help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)",
     )
-    p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
+
+
+def add_picture_commands(sub) -> None:
+    """Register the picture commands on the main parser's subparsers."""
+    add_grid_commands(sub)
+    p = viz_parser(sub, "sample", "encode dataset images and render them back from their units", cmd_sample)
     p.add_argument("--num", type=count, default=8)
     p.add_argument(
         "--sampler", choices=SAMPLER_NAMES, help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
@@ -212,6 +220,7 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--lpips", help="TorchScript/.pt2 LPIPS network: adds LPIPS of each reconstruction")
 
     p = viz_parser(
+        sub,
         "embeddings",
         "each unit's tokens in 2-D, coloured by its factor, with DyGA's mixtures",
         cmd_embeddings,
@@ -223,7 +232,9 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--num", type=count, default=2000, help="images")
     p.add_argument("--method", choices=("pca", "pacmap", "umap"), default="pca")
 
-    p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
+    p = viz_parser(
+        sub, "report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report
+    )
     p.add_argument("--out", help="report folder (default: RUN/report/)")
     p.add_argument("--pairs", type=count, default=6)
 

@@ -30,6 +30,32 @@ def check_methods(methods) -> tuple[str, ...]:
     return tuple(methods)
 
 
+def method_edit(model, method: str, src, fit, k: int, t_edit: int, steps: int):
+    """(edit(gamma, j) -> images of the sources along direction j, the number of directions, their
+    spectrum) for one method, its directions fitted on ``fit``."""
+    if method == "pca":
+        pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)  # k <= N - 1
+
+        def edit(g, j):
+            return hd.pca_edit(model, src, pca, j, g, t_edit, steps=steps)
+
+        return edit, pca.components.shape[1], pca.std[0].tolist()
+    if method == "jacobian_x":
+        d, t = hd.jacobian_x(model, fit, t_edit, rank=k, steps=steps, iters=10)
+
+        def edit(g, j):
+            return hd.jacobian_x_edit(model, src, d, t, j, g, steps)
+
+        return edit, k, d.singular.tolist()
+    d, _ = hd.jacobian_c(model, fit, t_edit, rank=k, steps=steps)
+    std = hd.token_direction_std(fit, d)
+
+    def edit(g, j):
+        return hd.jacobian_c_edit(model, src, d, j, g, std, steps)
+
+    return edit, k, d.singular.tolist()
+
+
 def hspace_strips(
     model,
     images: np.ndarray,
@@ -70,27 +96,7 @@ def hspace_strips(
         return torch.stack(cols)
 
     for method in methods:
-        if method == "pca":
-            pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)  # k <= N - 1
-            spectrum = pca.std[0].tolist()
-
-            def edit(g, j, pca=pca):
-                return hd.pca_edit(model, src, pca, j, g, t_e, steps=steps)
-        elif method == "jacobian_x":
-            d, t = hd.jacobian_x(model, fit, t_e, rank=k, steps=steps, iters=10)
-            spectrum = d.singular.tolist()
-
-            def edit(g, j, d=d, t=t):
-                return hd.jacobian_x_edit(model, src, d, t, j, g, steps)
-        else:
-            d, _ = hd.jacobian_c(model, fit, t_e, rank=k, steps=steps)
-            std = hd.token_direction_std(fit, d)
-            spectrum = d.singular.tolist()
-
-            def edit(g, j, d=d, std=std):
-                return hd.jacobian_c_edit(model, src, d, j, g, std, steps)
-
-        count = pca.components.shape[1] if method == "pca" else k
+        edit, count, spectrum = method_edit(model, method, src, fit, k, t_e, steps)
         rows = [run(lambda g, j=j, edit=edit: edit(g, j)) for j in range(count)]
         out["methods"][method] = {"images": torch.stack(rows), "spectrum": spectrum}
     bar.close()

@@ -45,7 +45,10 @@ def build_report(
 
     Every section that applies to the run's model and dataset is drawn; each one that does not
     (a VAE has no tokens, attention or noise schedule; an unlabelled dataset no factors) keeps its
-    heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option."""
+    heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option.
+
+    Long on purpose: the sections are drawn in the page's order, each a few lines, so the page's
+    layout reads top to bottom here; splitting it would scatter one page over many functions."""
     if getattr(run.model, "is_first_stage", False):  # an autoencoder: reconstructions, not units
         from diffdrl.viz.first_stage_report import build_first_stage_report
 
