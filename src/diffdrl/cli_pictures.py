@@ -9,109 +9,72 @@ is an error, not silently ignored."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from diffdrl.cli_args import comma_ints, count, output_file, run_dir, seed
 from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, RECONSTRUCTION_ETA, SAMPLER_NAMES, STARTS
 from diffdrl.training.weights import WEIGHTS
 
 
-def _out(args, run, default: str) -> Path:
-    return Path(args.out) if args.out else Path(run.path) / "samples" / default
-
-
 def cmd_swap(args) -> None:
     from diffdrl.api import load_run
     from diffdrl.data.validation import read_images
-    from diffdrl.viz.interchange import interchange, save_interchange
+    from diffdrl.viz.run_pictures import save_swaps
 
     run = load_run(args.run, weights=args.weights)
-    if args.source or args.target:
-        if not (args.source and args.target):
-            raise ValueError("--source and --target go together")
-        resolution = run.config.data.resolution
-        source, target = read_images(args.source, resolution), read_images(args.target, resolution)
-        if len(source) != len(target):
-            raise ValueError(f"--source has {len(source)} images and --target {len(target)}: give as many")
-    else:
-        _, images = run.sample(2 * args.pairs, args.seed)
-        source, target = images[: args.pairs], images[args.pairs :]
-    result = interchange(run.model, source, target, steps=args.steps, seed=args.seed, start=args.start)
-    print(f"wrote {save_interchange(result, _out(args, run, 'interchange.png'), unit_labels(run, args))}")
-
-
-def unit_labels(run, args) -> list[str]:
-    """'unit i: factor' labels (one per unit, EncDiff-V: per token) from a quick DCI fit when the
-    dataset has factors."""
-    from diffdrl.viz.interchange import unit_names
-
-    if not getattr(run.data, "factor_sizes", None):
-        return unit_names(run.config.model.units)
-    from diffdrl.viz.unit_factor import unit_factor_importance
-
-    return unit_names(
-        run.config.model.units, unit_factor_importance(run, seed=args.seed), run.data.factor_names
-    )
+    if bool(args.source) != bool(args.target):
+        raise ValueError("--source and --target go together")
+    resolution = run.config.data.resolution
+    source = read_images(args.source, resolution) if args.source else None
+    target = read_images(args.target, resolution) if args.target else None
+    path = save_swaps(
+        run, args.out, pairs=args.pairs, source=source, target=target, steps=args.steps, seed=args.seed,
+        start=args.start,
+    )  # fmt: skip
+    print(f"wrote {path}")
 
 
 def cmd_traverse(args) -> None:
-    import torch
-
-    from diffdrl.api import encode_images, load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import traversal_title, traverse, unit_ranges
+    from diffdrl.api import load_run
+    from diffdrl.viz.run_pictures import save_traversal
 
     run = load_run(args.run, weights=args.weights)
-    _, reference = run.sample(args.reference, args.seed + 1)
-    units = torch.from_numpy(encode_images(run.model, reference))
-    values = unit_ranges(units, args.values, num_units=run.config.model.units)
-    _, image = run.sample(1, args.seed)
-    rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed, start=args.start)
-    out = save_grid(
-        list(rows),
-        _out(args, run, "traversal.png"),
-        row_labels=unit_labels(run, args),
-        title=traversal_title(values),
-    )
-    print(f"wrote {out}")
+    path = save_traversal(
+        run, args.out, values=args.values, reference=args.reference, steps=args.steps, seed=args.seed,
+        start=args.start,
+    )  # fmt: skip
+    print(f"wrote {path}")
 
 
 def cmd_interpolate(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import interpolate
+    from diffdrl.viz.run_pictures import save_interpolation
 
     run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(2 * args.pairs, args.seed)
-    rows = interpolate(
-        run.model, images[: args.pairs], images[args.pairs :], args.values, args.steps, args.seed
+    path = save_interpolation(
+        run, args.out, pairs=args.pairs, values=args.values, steps=args.steps, seed=args.seed
     )
-    out = save_grid(
-        list(rows),
-        _out(args, run, "interpolation.png"),
-        title="interpolation of all units between two images",
-    )
-    print(f"wrote {out}")
+    print(f"wrote {path}")
 
 
 def cmd_attention(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.viz.attention import attention_maps, save_attention
+    from diffdrl.viz.run_pictures import save_attention_maps
 
     run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(args.num, args.seed)
-    maps = attention_maps(run.model, images, args.timesteps, args.seed)
-    print(f"wrote {save_attention(images, maps, _out(args, run, 'attention.png'), unit_labels(run, args))}")
+    path = save_attention_maps(run, args.out, num=args.num, timesteps=args.timesteps, seed=args.seed)
+    print(f"wrote {path}")
 
 
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
     from diffdrl.viz.reconstruction import sample_reconstructions
+    from diffdrl.viz.run_pictures import picture_path
 
     run = load_run(args.run, weights=args.weights)
     path, scores = sample_reconstructions(
-        run, _out(args, run, "reconstruction.png"), num=args.num, seed=args.seed, sampler=args.sampler,
-        steps=args.steps, eta=args.eta, start=args.start, inception=args.inception, lpips=args.lpips,
+        run, picture_path(run, args.out, "reconstruction.png"), num=args.num, seed=args.seed,
+        sampler=args.sampler, steps=args.steps, eta=args.eta, start=args.start,
+        inception=args.inception, lpips=args.lpips,
     )  # fmt: skip
     print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
     if not (args.inception and args.lpips):
@@ -128,12 +91,13 @@ def cmd_report(args) -> None:
 
 def cmd_embeddings(args) -> None:
     from diffdrl.api import load_run
+    from diffdrl.viz.run_pictures import picture_path
     from diffdrl.viz.unit_embeddings import save_unit_embeddings
 
     run = load_run(args.run, weights=args.weights)
     units = list(args.units) if args.units else None
     path = save_unit_embeddings(
-        run, _out(args, run, "unit_embeddings.png"), units, args.num, args.method, args.seed
+        run, picture_path(run, args.out, "unit_embeddings.png"), units, args.num, args.method, args.seed
     )
     print(f"wrote {path}")
 
