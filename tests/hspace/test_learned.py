@@ -52,7 +52,8 @@ def test_a_delta_block_is_stored_reused_and_zero_at_coefficient_zero(trained_tin
     block, info = learned.delta_for(model, src, clf, tmp_path, "shape", 1, 10, steps=STEPS, epochs=1)
     assert info["t_edit"] == 10 and (tmp_path / "delta_shape_1.safetensors").is_file()
     reused, reused_info = learned.delta_for(model, src, clf, tmp_path, "shape", 1, 10, steps=STEPS)
-    assert reused_info == info
+    fixed = ("factor", "value", "t_edit", "steps", "lambda_recon", "epochs")
+    assert {k: reused_info[k] for k in fixed} == {k: info[k] for k in fixed}
     for a, b in zip(block.state_dict().values(), reused.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     plain = learned.delta_edit(model, src, block, info, 0.0, STEPS)

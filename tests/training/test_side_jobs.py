@@ -10,14 +10,18 @@ from diffdrl.training.side_jobs import disentanglement_scores, ema_copy, held_ou
 
 def test_held_out_loss_is_seeded_and_reliance_is_the_shuffled_rise(trained_tiny):
     model = trained_tiny.model
+    was_training = model.training
     x = to_model_input(trained_tiny.sample(4, seed=1)[1])
-    row = held_out_loss(model, x, seed=5)
-    assert row == held_out_loss(model, x, seed=5)  # same draws, same numbers
-    assert row["eval/loss"] != held_out_loss(model, x, seed=6)["eval/loss"]
+    try:
+        row = held_out_loss(model, x, seed=5)
+        assert model.training  # put back in training mode
+        assert row == held_out_loss(model, x, seed=5)  # same draws, same numbers
+        assert row["eval/loss"] != held_out_loss(model, x, seed=6)["eval/loss"]
+    finally:
+        model.train(was_training)  # the session's run is shared: leave it as it was
     assert row["eval/loss"] > 0
     reliance = row["eval/loss_shuffled_tokens"] / row["eval/loss"] - 1.0
     assert row["eval/token_reliance"] == reliance
-    assert model.training  # put back in training mode
 
 
 def test_a_model_without_tokens_has_no_reliance(trained_tiny):
