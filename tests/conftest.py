@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from diffdrl.training.config import load_config
+from helpers.tiny import TINY, TINY_LATENT, TINY_STAGE
 
 torch.set_num_threads(2)
 
@@ -20,27 +21,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-TINY = [
-    "data.resolution=16",
-    "model.units=3",
-    "model.token_dim=4",
-    "model.encoder.width=8",
-    "model.token_bank.hidden=[8]",
-    "model.denoiser.channels=[8,16]",
-    "model.denoiser.cross_attention=[false,true]",
-    "model.denoiser.heads=2",
-    "model.denoiser.norm_groups=4",
-    "model.schedule.timesteps=50",
-    "train.batch_size=4",
-    "train.eval_batch_size=4",
-    "train.warmup_steps=2",
-    "train.log_every=1",
-    "train.eval_every=2",
-    "train.checkpoint_every=2",
-    "train.device=cpu",
-]
 
 
 @pytest.fixture
@@ -66,24 +46,6 @@ def trained_tiny(tmp_path_factory):
 
 
 # -- first stages and latent EncDiff (tests/first_stage/) -------------------------------------------
-
-# a first stage of the papers' form (f = 4, 3 latent channels) at test size
-TINY_STAGE = [
-    "model.channels=[8,8,8]",
-    "model.norm_groups=4",
-    "model.layers_per_block=1",
-    "model.mid_attention=false",
-    "train.batch_size=4",
-    "train.eval_batch_size=4",
-    "train.warmup_steps=0",
-    "train.log_every=1",
-    "train.eval_every=2",
-    "train.checkpoint_every=2",
-    "train.device=cpu",
-]
-
-# an EncDiff small enough for milliseconds per step, on a first stage's 3x(R/4)x(R/4) latents
-TINY_LATENT = [o for o in TINY if not o.startswith("data.")]  # the resolution is the first stage's
 
 
 @pytest.fixture

@@ -228,7 +228,7 @@ def test_hspace_isometry_cost_times_a_step_with_and_without_the_regulariser(trai
 
 
 def test_latent_cache_benchmark_times_the_cache_off_cold_and_warm(latent_config):
-    from conftest import TINY_LATENT
+    from helpers.tiny import TINY_LATENT
 
     script = load_script("first_stage")
     assert script.full_hit_steps(1, 4, 5, seed=0) == 4  # one item: every batch after the first

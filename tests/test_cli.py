@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TINY
 from diffdrl.cli import main
+from helpers.tiny import TINY
 
 
 def test_train_then_encode(tmp_path, capsys):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY
 from diffdrl.cli import main
+from helpers.tiny import TINY
 
 
 @pytest.fixture(scope="module")

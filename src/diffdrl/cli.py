@@ -6,17 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from diffdrl.atomic import atomic_write, atomic_write_text
 from diffdrl.cli_args import Parser, at_least, count, output_file, print_error, run_dir, seed
 from diffdrl.cli_explore import add_explore_command
 from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argument
 from diffdrl.cli_hspace import add_hspace_commands
-from diffdrl.cli_pictures import add_picture_commands, read_images
+from diffdrl.cli_pictures import add_picture_commands
+from diffdrl.configs import DEFAULT_RUN_PRESET
 from diffdrl.models.representation import REPRESENTATIONS
-from diffdrl.training.config import ConfigError, apply_overrides, from_dict, preset_mapping, read_yaml
-from diffdrl.training.runs import WEIGHTS
+from diffdrl.training.weights import WEIGHTS
+
+# Building the parser imports no torch (nor anything that does): ``diffdrl --help``, ``datasets
+# list`` and usage errors answer in well under a second (benchmarks/cli_latency.py). The commands
+# import what they use when they run.
 
 
 def _config_for_train(args):
@@ -24,9 +26,9 @@ def _config_for_train(args):
     takes the preset's. ``--resume`` starts a new run only when ``--config`` names it (resume or
     start, as ``make demo`` does): without it, a folder holding no run is an error."""
     from diffdrl.training.checkpoint import latest_checkpoint
-    from diffdrl.training.config import Config
+    from diffdrl.training.config import Config, apply_overrides, from_dict, preset_mapping, read_yaml
 
-    preset = args.config or "tiny-cpu"
+    preset = args.config or DEFAULT_RUN_PRESET
     out = Path(args.out) if args.out else Path("runs") / Path(preset).stem
     resume = args.resume or args.resume_from
     if resume and not args.config and not (out / "config.yaml").is_file():
@@ -87,8 +89,11 @@ def cmd_train_autoencoder(args) -> None:
 
 
 def cmd_encode(args) -> None:
+    import numpy as np
+
     from diffdrl.api import encode_images, load_model, load_run_config
     from diffdrl.data import make_dataset
+    from diffdrl.data.validation import read_images
 
     model = load_model(args.run, weights=args.weights)
     arrays = {}
@@ -112,6 +117,8 @@ def cmd_encode(args) -> None:
 
 
 def cmd_datasets(args) -> None:
+    import numpy as np
+
     from diffdrl.data import DATASETS, make_dataset
 
     if args.action == "list":
@@ -196,15 +203,15 @@ def add_training_run_arguments(p: argparse.ArgumentParser, default: str | None, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``diffdrl`` parser, one sub-parser per command. A flat table of argparse calls, over 60
-    lines on purpose: each command's arguments stay together, in the order ``--help`` lists them."""
+    """The ``diffdrl`` parser: this module's commands here, the others' from their ``cli_*`` modules
+    (a few lines over 60: one block per command, in the order ``--help`` lists them)."""
     parser = Parser(
         prog="diffdrl", description="Unsupervised disentangled representation learning with diffusion models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a preset or YAML config")
-    add_training_run_arguments(p, None, "tiny-cpu")
+    add_training_run_arguments(p, None, DEFAULT_RUN_PRESET)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -261,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The training failures a command ends with exit status 1: (module, exception class name).
+TRAINING_FAILURES = (
+    ("diffdrl.training.trainer", "NonFiniteLossError"),  # a non-finite loss
+    ("diffdrl.training.checkpoint", "CheckpointWriteError"),  # a checkpoint write failed
+)
+
+
+def _training_failures() -> tuple[type[BaseException], ...]:
+    """The classes of ``TRAINING_FAILURES`` whose modules a command imported: only those can have
+    raised, and looking them up this way keeps torch out of commands that never train."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in TRAINING_FAILURES)
+    return tuple(kind for kind in found if isinstance(kind, type))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done; 1 training failed (non-finite loss, a checkpoint write failed); 2 bad
     input or usage (one line on stderr); 75 training stopped by SIGTERM/SIGINT/SIGUSR1 after
@@ -269,16 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # usage errors (one line, status 2) and --help (0)
         return exit.code if isinstance(exit.code, int) else 2
-    from diffdrl.training.checkpoint import CheckpointWriteError
     from diffdrl.training.preemption import PREEMPTED_EXIT, TrainingPreempted
-    from diffdrl.training.trainer import NonFiniteLossError
 
     try:
         status = args.func(args)  # None, or a command's own exit status (sweep: 1 if a cell failed)
-    except (ConfigError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, busy
-        print_error(err)
+    except (ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, busy; ConfigError
+        print_error(err)  # is a ValueError
         return 2
-    except (NonFiniteLossError, CheckpointWriteError) as err:
+    except RuntimeError as err:
+        if not isinstance(err, _training_failures()):
+            raise
         print_error(err)
         return 1
     except TrainingPreempted as err:

@@ -59,16 +59,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def existing_file(text: str) -> Path:
-    """A path to an existing regular file."""
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"not a file: {text}")
-    return path
-
-
 def run_dir(text: str) -> Path:
     """A run directory (one holding ``config.yaml``)."""
     path = Path(text).expanduser()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from diffdrl.cli_args import port, run_dir
-from diffdrl.training.runs import WEIGHTS
+from diffdrl.training.weights import WEIGHTS
 
 
 def cmd_explore(args) -> None:

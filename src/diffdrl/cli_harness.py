@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from diffdrl.cli_args import positive_float
+from diffdrl.configs import DEFAULT_RUN_PRESET
 from diffdrl.metrics.presets import DEFAULT_PRESET, PRESETS
 
 CLUSTER_FLAGS = (
@@ -234,7 +235,9 @@ def add_harness_commands(sub) -> None:
         default="0,1,2",
         help="training seeds: comma-separated, ranges allowed (0-14) (default: 0,1,2)",
     )
-    p.add_argument("--preset", default="tiny-cpu", help="base preset (default: tiny-cpu)")
+    p.add_argument(
+        "--preset", default=DEFAULT_RUN_PRESET, help=f"base preset (default: {DEFAULT_RUN_PRESET})"
+    )
     p.add_argument("--out", help="sweep directory (required)")
     p.add_argument(
         "--budget-minutes",

@@ -9,158 +9,73 @@ is an error, not silently ignored."""
 from __future__ import annotations
 
 import argparse
-import zipfile
-from pathlib import Path
-
-import numpy as np
 
 from diffdrl.cli_args import comma_ints, count, output_file, run_dir, seed
-from diffdrl.data.validation import check_user_images
-from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, SAMPLERS
-from diffdrl.training.runs import WEIGHTS
-from diffdrl.viz.render import RECONSTRUCTION_ETA, STARTS
-
-
-def read_images(path: str | Path, resolution: int | None = None) -> np.ndarray:
-    """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never
-    unpickled), checked to hold at least one image and, given ``resolution``, to be what the
-    run's model takes; every error names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"images file not found: {path}")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            if "images" not in data:
-                raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files) or 'none'})")
-            data = data["images"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        if str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
-    check_user_images(path, data, resolution)
-    return data
-
-
-def _out(args, run, default: str) -> Path:
-    return Path(args.out) if args.out else Path(run.path) / "samples" / default
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, RECONSTRUCTION_ETA, SAMPLER_NAMES, STARTS
+from diffdrl.training.weights import WEIGHTS
 
 
 def cmd_swap(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.viz.interchange import interchange, save_interchange
+    from diffdrl.data.validation import read_images
+    from diffdrl.viz.run_pictures import save_swaps
 
     run = load_run(args.run, weights=args.weights)
-    if args.source or args.target:
-        if not (args.source and args.target):
-            raise ValueError("--source and --target go together")
-        resolution = run.config.data.resolution
-        source, target = read_images(args.source, resolution), read_images(args.target, resolution)
-        if len(source) != len(target):
-            raise ValueError(f"--source has {len(source)} images and --target {len(target)}: give as many")
-    else:
-        _, images = run.sample(2 * args.pairs, args.seed)
-        source, target = images[: args.pairs], images[args.pairs :]
-    result = interchange(run.model, source, target, steps=args.steps, seed=args.seed, start=args.start)
-    print(f"wrote {save_interchange(result, _out(args, run, 'interchange.png'), unit_labels(run, args))}")
-
-
-def unit_labels(run, args) -> list[str]:
-    """'unit i: factor' labels (one per unit, EncDiff-V: per token) from a quick DCI fit when the
-    dataset has factors."""
-    from diffdrl.viz.interchange import unit_names
-
-    if not getattr(run.data, "factor_sizes", None):
-        return unit_names(run.config.model.units)
-    from diffdrl.viz.unit_factor import unit_factor_importance
-
-    return unit_names(
-        run.config.model.units, unit_factor_importance(run, seed=args.seed), run.data.factor_names
-    )
+    if bool(args.source) != bool(args.target):
+        raise ValueError("--source and --target go together")
+    resolution = run.config.data.resolution
+    source = read_images(args.source, resolution) if args.source else None
+    target = read_images(args.target, resolution) if args.target else None
+    path = save_swaps(
+        run, args.out, pairs=args.pairs, source=source, target=target, steps=args.steps, seed=args.seed,
+        start=args.start,
+    )  # fmt: skip
+    print(f"wrote {path}")
 
 
 def cmd_traverse(args) -> None:
-    import torch
-
-    from diffdrl.api import encode_images, load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import traversal_title, traverse, unit_ranges
+    from diffdrl.api import load_run
+    from diffdrl.viz.run_pictures import save_traversal
 
     run = load_run(args.run, weights=args.weights)
-    _, reference = run.sample(args.reference, args.seed + 1)
-    units = torch.from_numpy(encode_images(run.model, reference))
-    values = unit_ranges(units, args.values, num_units=run.config.model.units)
-    _, image = run.sample(1, args.seed)
-    rows = traverse(run.model, image[0], values, steps=args.steps, seed=args.seed, start=args.start)
-    out = save_grid(
-        list(rows),
-        _out(args, run, "traversal.png"),
-        row_labels=unit_labels(run, args),
-        title=traversal_title(values),
-    )
-    print(f"wrote {out}")
+    path = save_traversal(
+        run, args.out, values=args.values, reference=args.reference, steps=args.steps, seed=args.seed,
+        start=args.start,
+    )  # fmt: skip
+    print(f"wrote {path}")
 
 
 def cmd_interpolate(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.viz.grid import save_grid
-    from diffdrl.viz.traversal import interpolate
+    from diffdrl.viz.run_pictures import save_interpolation
 
     run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(2 * args.pairs, args.seed)
-    rows = interpolate(
-        run.model, images[: args.pairs], images[args.pairs :], args.values, args.steps, args.seed
+    path = save_interpolation(
+        run, args.out, pairs=args.pairs, values=args.values, steps=args.steps, seed=args.seed
     )
-    out = save_grid(
-        list(rows),
-        _out(args, run, "interpolation.png"),
-        title="interpolation of all units between two images",
-    )
-    print(f"wrote {out}")
+    print(f"wrote {path}")
 
 
 def cmd_attention(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.viz.attention import attention_maps, save_attention
+    from diffdrl.viz.run_pictures import save_attention_maps
 
     run = load_run(args.run, weights=args.weights)
-    _, images = run.sample(args.num, args.seed)
-    maps = attention_maps(run.model, images, args.timesteps, args.seed)
-    print(f"wrote {save_attention(images, maps, _out(args, run, 'attention.png'), unit_labels(run, args))}")
+    path = save_attention_maps(run, args.out, num=args.num, timesteps=args.timesteps, seed=args.seed)
+    print(f"wrote {path}")
 
 
 def cmd_sample(args) -> None:
     from diffdrl.api import load_run
-    from diffdrl.data.ground_truth import to_model_input
-    from diffdrl.metrics.generation import fid, load_feature_network, lpips
-    from diffdrl.metrics.reconstruction import image_similarity
-    from diffdrl.viz.grid import save_grid, to_uint8
-    from diffdrl.viz.render import describe_sampling, reconstruct
+    from diffdrl.viz.reconstruction import sample_reconstructions
+    from diffdrl.viz.run_pictures import picture_path
 
-    # the feature networks first: a bad file is reported before minutes of sampling
-    inception = load_feature_network(args.inception, "Inception") if args.inception else None
-    lpips_net = load_feature_network(args.lpips, "LPIPS") if args.lpips else None
     run = load_run(args.run, weights=args.weights)
-    sampling = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}
-    inverted = args.start == "inversion"
-    default_eta = DEFAULT_SAMPLING.eta if inverted else RECONSTRUCTION_ETA
-    title = describe_sampling(run.model, **sampling, default_eta=default_eta)  # checks them too
-    if inverted:
-        title += ", from each image's DDIM-inverted x_T"
-    _, images = run.sample(args.num, args.seed)
-    out = reconstruct(run.model, images, seed=args.seed, start=args.start, **sampling).cpu()
-    scores = image_similarity((to_model_input(images) + 1) / 2, (out + 1) / 2)
-    generated = to_uint8(out)
-    if inception is not None:
-        scores["fid"] = fid(inception, images, generated)
-    if lpips_net is not None:
-        scores["reconstruction.lpips"] = lpips(lpips_net, images, generated)
-    path = save_grid(
-        [images[:16], generated[:16]],
-        _out(args, run, "reconstruction.png"),
-        ["input", "generated"],
-        title=title,
-    )
+    path, scores = sample_reconstructions(
+        run, picture_path(run, args.out, "reconstruction.png"), num=args.num, seed=args.seed,
+        sampler=args.sampler, steps=args.steps, eta=args.eta, start=args.start,
+        inception=args.inception, lpips=args.lpips,
+    )  # fmt: skip
     print(f"wrote {path}; " + ", ".join(f"{k.split('.')[-1]} {v:.4g}" for k, v in scores.items()))
     if not (args.inception and args.lpips):
         print("FID and LPIPS need feature networks: pass --inception and --lpips (TorchScript/.pt2 files)")
@@ -176,12 +91,13 @@ def cmd_report(args) -> None:
 
 def cmd_embeddings(args) -> None:
     from diffdrl.api import load_run
+    from diffdrl.viz.run_pictures import picture_path
     from diffdrl.viz.unit_embeddings import save_unit_embeddings
 
     run = load_run(args.run, weights=args.weights)
     units = list(args.units) if args.units else None
     path = save_unit_embeddings(
-        run, _out(args, run, "unit_embeddings.png"), units, args.num, args.method, args.seed
+        run, picture_path(run, args.out, "unit_embeddings.png"), units, args.num, args.method, args.seed
     )
     print(f"wrote {path}")
 
@@ -192,26 +108,29 @@ def cmd_schedules(args) -> None:
     print(f"wrote {save_schedule_plot(args.out)}")
 
 
-def add_picture_commands(sub) -> None:
-    """Register the picture commands on the main parser's subparsers."""
+def viz_parser(sub, name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
+    """A picture command's parser with the options every picture takes."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("run", type=run_dir, help="run directory")
+    if name != "report":
+        p.add_argument("--out", type=output_file, help="output PNG (default: RUN/samples/<name>.png)")
+    p.add_argument("--seed", type=seed, default=0)
+    if samples:  # commands that render images through a sampler
+        p.add_argument(
+            "--steps",
+            type=count,
+            help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
+        )
+    p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
+    p.set_defaults(func=func)
+    return p
 
-    def viz_parser(name: str, help: str, func, samples: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument("run", type=run_dir, help="run directory")
-        if name != "report":
-            p.add_argument("--out", type=output_file, help="output PNG (default: RUN/samples/<name>.png)")
-        p.add_argument("--seed", type=seed, default=0)
-        if samples:  # commands that render images through a sampler
-            p.add_argument(
-                "--steps",
-                type=count,
-                help=f"sampler steps of a diffusion model (default {DEFAULT_SAMPLING.steps})",
-            )
-        p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
-        p.set_defaults(func=func)
-        return p
 
-    p = viz_parser("swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap)
+def add_grid_commands(sub) -> None:
+    """swap, traverse, interpolate, attention: the grids of units and their maps."""
+    p = viz_parser(
+        sub, "swap", "latent interchange grid: each unit of a source swapped for a target's", cmd_swap
+    )
     p.add_argument("--pairs", type=count, default=6, help="random (source, target) pairs from the dataset")
     p.add_argument("--source", help="uint8 images .npy/.npz (instead of dataset pairs)")
     p.add_argument("--target", help="uint8 images .npy/.npz, as many as --source")
@@ -220,7 +139,7 @@ def add_picture_commands(sub) -> None:
         choices=STARTS,
         help="diffusion models: x_T shared by a column, fresh noise (default) or DDIM inversion of a source",
     )
-    p = viz_parser("traverse", "traverse every unit of one image over its observed range", cmd_traverse)
+    p = viz_parser(sub, "traverse", "traverse every unit of one image over its observed range", cmd_traverse)
     p.add_argument("--values", type=count, default=8)
     p.add_argument("--reference", type=count, default=1000, help="images whose units give the ranges")
     p.add_argument(
@@ -228,20 +147,25 @@ def add_picture_commands(sub) -> None:
         choices=STARTS,
         help="diffusion models: the x_T of every cell, fresh noise (default) or DDIM inversion of the image",
     )
-    p = viz_parser("interpolate", "interpolate all units between image pairs", cmd_interpolate)
+    p = viz_parser(sub, "interpolate", "interpolate all units between image pairs", cmd_interpolate)
     p.add_argument("--pairs", type=count, default=4)
     p.add_argument("--values", type=count, default=8)
-    p = viz_parser("attention", "cross-attention map of every token", cmd_attention, samples=False)
+    p = viz_parser(sub, "attention", "cross-attention map of every token", cmd_attention, samples=False)
     p.add_argument("--num", type=count, default=4, help="images")
     p.add_argument(
         "--timesteps",
         type=comma_ints(0),
         help="diffusion models: comma-separated t (default: 10/30/50/70%% of T)",
     )
-    p = viz_parser("sample", "encode dataset images and render them back from their units", cmd_sample)
+
+
+def add_picture_commands(sub) -> None:
+    """Register the picture commands on the main parser's subparsers."""
+    add_grid_commands(sub)
+    p = viz_parser(sub, "sample", "encode dataset images and render them back from their units", cmd_sample)
     p.add_argument("--num", type=count, default=8)
     p.add_argument(
-        "--sampler", choices=tuple(SAMPLERS), help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
+        "--sampler", choices=SAMPLER_NAMES, help=f"diffusion models (default {DEFAULT_SAMPLING.sampler})"
     )
     p.add_argument(
         "--eta",
@@ -260,6 +184,7 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--lpips", help="TorchScript/.pt2 LPIPS network: adds LPIPS of each reconstruction")
 
     p = viz_parser(
+        sub,
         "embeddings",
         "each unit's tokens in 2-D, coloured by its factor, with DyGA's mixtures",
         cmd_embeddings,
@@ -271,7 +196,9 @@ def add_picture_commands(sub) -> None:
     p.add_argument("--num", type=count, default=2000, help="images")
     p.add_argument("--method", choices=("pca", "pacmap", "umap"), default="pca")
 
-    p = viz_parser("report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report)
+    p = viz_parser(
+        sub, "report", "one HTML page with every picture of a run (default: RUN/report/)", cmd_report
+    )
     p.add_argument("--out", help="report folder (default: RUN/report/)")
     p.add_argument("--pairs", type=count, default=6)
 

@@ -1,30 +1,11 @@
 import numpy as np
 import scipy.io
-from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
 from diffdrl.data.cars3d import Cars3D
-
-AZIMUTHS, ELEVATIONS = 5, 2
-LISTED = ["car_003_mesh", "car_001_mesh.mat", "car_002_mesh"]  # list order differs from sorted order
-
-
-def mesh(car: int, size: int = 8, azimuths: int = AZIMUTHS) -> np.ndarray:
-    """``im`` (H, W, 3, azimuth, elevation) whose pixels say (car, azimuth, elevation)."""
-    im = np.zeros((size, size, 3, azimuths, ELEVATIONS), np.uint8)
-    im[:, :, 0] = 10 * car
-    im[:, :, 1] = np.arange(azimuths)[:, None]
-    im[:, :, 2] = np.arange(ELEVATIONS)[None, :]
-    return im
-
-
-def write(folder, listed=LISTED, **meshes):
-    folder.mkdir(exist_ok=True)
-    for car in (1, 2, 3):
-        scipy.io.savemat(folder / f"car_00{car}_mesh.mat", {"im": meshes.get(f"car{car}", mesh(car))})
-    (folder / "list.txt").write_text("\n".join(listed) + "\n")
-    return folder
+from helpers.dataset_files.cars3d import AZIMUTHS, ELEVATIONS, LISTED, mesh, write
+from helpers.reader_errors import expect_one_line_error
 
 
 def test_factors_and_list_order(tmp_path):

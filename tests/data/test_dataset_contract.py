@@ -4,16 +4,16 @@ deterministic images for a factor state."""
 
 import numpy as np
 import pytest
-from test_cars3d import write as write_cars
-from test_celeba import write as write_celeba
-from test_dsprites import write as write_dsprites
-from test_image_folder import write as write_folder
-from test_labelled_arrays import write_npz
-from test_mpi3d import SIZES as MPI3D_SIZES
-from test_mpi3d import write as write_mpi3d
-from test_shapes3d import write as write_shapes3d
 
 from diffdrl.data import DATASETS, make_dataset
+from helpers.dataset_files.cars3d import write as write_cars
+from helpers.dataset_files.celeba import write as write_celeba
+from helpers.dataset_files.dsprites import write as write_dsprites
+from helpers.dataset_files.image_folder import write as write_folder
+from helpers.dataset_files.labelled_arrays import write_npz
+from helpers.dataset_files.mpi3d import SIZES as MPI3D_SIZES
+from helpers.dataset_files.mpi3d import write as write_mpi3d
+from helpers.dataset_files.shapes3d import write as write_shapes3d
 
 RESOLUTION = 16
 # name -> (tmp_path -> data.path, extra options); None: procedural, no file

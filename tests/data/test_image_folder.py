@@ -1,18 +1,9 @@
 import numpy as np
 import pytest
-from PIL import Image
 
 from diffdrl.data import make_dataset
 from diffdrl.data.image_folder import ImageFolder
-
-
-def write(folder):
-    (folder / "sub" / "deeper").mkdir(parents=True)
-    Image.fromarray(np.full((40, 60, 3), 10, np.uint8)).save(folder / "b.png")
-    Image.fromarray(np.full((50, 30, 3), 200, np.uint8)).save(folder / "sub" / "a.JPG")
-    Image.fromarray(np.full((20, 20), 90, np.uint8)).save(folder / "sub" / "deeper" / "c.jpeg")
-    (folder / "notes.txt").write_text("not an image")
-    return folder
+from helpers.dataset_files.image_folder import write
 
 
 def test_recursive_sorted_resized(tmp_path):

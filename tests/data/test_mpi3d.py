@@ -2,26 +2,12 @@ import pickle
 
 import numpy as np
 import pytest
-from reader_errors import expect_one_line_error
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
 from diffdrl.data.mpi3d import FACTOR_NAMES, MPI3D
-
-SIZES = (1, 2, 1, 1, 2, 3, 4)  # a small grid in the real factor order
-
-
-def images_of(n, size=8):
-    images = np.zeros((n, size, size, 3), np.uint8)
-    images[..., 0] = np.arange(n)[:, None, None]
-    images[..., 2] = 200
-    return images
-
-
-def write(path, compressed=False, **arrays):
-    arrays = {"images": images_of(int(np.prod(SIZES))), **arrays}
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
-    return path
+from helpers.dataset_files.mpi3d import SIZES, images_of, write
+from helpers.reader_errors import expect_one_line_error
 
 
 def test_uncompressed_member_is_memory_mapped(tmp_path):

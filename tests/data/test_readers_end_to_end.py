@@ -5,13 +5,13 @@ grid, and the smaller grid is only reachable with the ``factor_sizes`` option (t
 
 import numpy as np
 import pytest
-from test_cars3d import write as write_cars
-from test_celeba import write as write_celeba
-from test_dsprites import write as write_dsprites
-from test_labelled_arrays import write_h5, write_npz
 
-from conftest import TINY
 from diffdrl.cli import main
+from helpers.dataset_files.cars3d import write as write_cars
+from helpers.dataset_files.celeba import write as write_celeba
+from helpers.dataset_files.dsprites import write as write_dsprites
+from helpers.dataset_files.labelled_arrays import write_h5, write_npz
+from helpers.tiny import TINY
 
 BUILDERS = {
     "dsprites": lambda tmp: write_dsprites(tmp / "dsprites.npz"),

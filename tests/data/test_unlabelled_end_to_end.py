@@ -3,8 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from conftest import TINY
 from diffdrl.cli import main
+from helpers.tiny import TINY
 
 
 def test_image_folder_train_encode_info_preview(tmp_path, capsys):

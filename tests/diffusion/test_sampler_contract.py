@@ -39,4 +39,6 @@ def test_scheduler_uses_our_betas(name):
 def test_unknown_sampler_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown sampler 'euler'.*ddim"):
         make_scheduler("euler", BETAS)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'.*ddim"):  # before any step runs
+        sample(lambda x, t: x, torch.zeros(1, 3, 8, 8), BETAS, sampler="euler")
     assert DEFAULT_SAMPLING.sampler in SAMPLERS

@@ -28,11 +28,6 @@ def test_ddim_inversion_round_trip(trained_tiny):
     assert (back - x0).square().mean() < 1e-3
 
 
-def test_unknown_sampler_is_rejected():
-    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        sample(lambda x, t: x, torch.zeros(1, 3, 8, 8), np.linspace(1e-4, 0.02, 10), sampler="euler")
-
-
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_ends_on_the_clean_image_under_an_oracle_denoiser(eta):
     """With the true noise as its prediction, DDIM's clean final step returns x0 exactly; the released

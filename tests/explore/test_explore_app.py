@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures are imported from explore_fixtures, then named as arguments
 """The explorer's API against a tiny trained EncDiff run (and a tiny VAE): known answers from the
 library's own pictures, batching and caching invariants, and clear 4xx errors."""
 
@@ -9,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-from explore_fixtures import SMALL, client, explorer, vae_run  # noqa: F401 - fixtures
 from PIL import Image
 
 from diffdrl.data.image_dataset import resize_shorter_and_crop
@@ -21,6 +19,7 @@ from diffdrl.viz.grid import to_uint8
 from diffdrl.viz.interchange import interchange
 from diffdrl.viz.render import render_units, shared_start
 from diffdrl.viz.traversal import traverse, unit_ranges
+from helpers.explore import SMALL
 
 
 def pixels(data_url_or_png) -> np.ndarray:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures are imported from explore_fixtures, then named as arguments
 """End to end in headless Chromium (Debian's ``chromium``, driven by Playwright) against a live
 explorer over the tiny trained run: the page loads, sliders and swaps show the library's images,
 and bad input gets a clear error in the page and a 4xx from the server. Few and quick."""
@@ -10,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from explore_fixtures import client, explorer, live_server  # noqa: F401 - fixtures
 from PIL import Image
 
 from diffdrl.viz.grid import to_uint8

@@ -1,10 +1,10 @@
 """``diffdrl explore``: loopback by default, user errors as one line and exit 2."""
 
 import uvicorn
-from explore_fixtures import SMALL
 
 from diffdrl.cli import build_parser, main
 from diffdrl.explore import server
+from helpers.explore import SMALL
 
 
 def test_binds_loopback_unless_told_otherwise(trained_tiny, monkeypatch, capsys):

@@ -1,11 +1,8 @@
-# ruff: noqa: F811 - the fixtures are imported from explore_fixtures, then named as arguments
 """The load test's client logic against the live test server (its full run is a benchmark)."""
 
 import asyncio
 import importlib.util
 from pathlib import Path
-
-from explore_fixtures import client, explorer, live_server  # noqa: F401 - fixtures
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "explore_load.py"
 

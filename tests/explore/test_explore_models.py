@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
 from diffdrl.explore.session import Explorer
 from diffdrl.training.config import load_config
 from diffdrl.training.runs import load_run
 from diffdrl.training.trainer import train
 from diffdrl.viz.interchange import interchange
 from diffdrl.viz.traversal import traverse, unit_ranges
+from helpers.tiny import TINY
 
 QUICK = {"reference": 100, "factor_samples": 150}
 DYGA = [

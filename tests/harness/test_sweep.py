@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-from conftest import TINY
 from diffdrl.cli import main
 from diffdrl.harness import sweep as sweep_module
 from diffdrl.harness.sweep import UNREACHABLE_STEPS, Cell, Sweep, read_cell, run_sweep
 from diffdrl.training.checkpoint import checkpoints
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import NonFiniteLossError
+from helpers.tiny import TINY
 
 FAST_MIG = ["--metrics", "mig", "--metrics-preset", "fast"]
 

@@ -1,7 +1,7 @@
 import numpy as np
-from metric_fakes import CodeImages, identity, random_codes_for
 
 from diffdrl.metrics.beta_vae import beta_vae
+from helpers.metric_fakes import CodeImages, identity, random_codes_for
 
 
 def run(data, represent, seed=0):

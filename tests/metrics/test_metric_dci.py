@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, decode, identity, random_codes_for
 
 from diffdrl.metrics.dci import completeness, dci, dci_from_codes, disentanglement
+from helpers.metric_fakes import CodeImages, decode, identity, random_codes_for
 
 SMALL = {"num_train": 600, "num_test": 300}
 

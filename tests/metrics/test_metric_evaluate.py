@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, identity, random_codes_for
 
 from diffdrl.metrics import METRICS, evaluate, format_table
 from diffdrl.metrics.presets import FAST, variant_suffix
+from helpers.metric_fakes import CodeImages, identity, random_codes_for
 
 
 def test_fast_preset_runs_every_metric_with_labelled_keys():

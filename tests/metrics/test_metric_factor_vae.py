@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, decode, identity, random_codes_for
 
 from diffdrl.metrics.factor_vae import active_codes, factor_vae, majority_accuracy
+from helpers.metric_fakes import CodeImages, decode, identity, random_codes_for
 
 SMALL = {"num_train": 300, "num_eval": 200, "num_variance_estimate": 1000}
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, decode, identity, random_codes_for
 
 from diffdrl.metrics.discretize import discrete_entropy, histogram_discretize, mutual_info_matrix
 from diffdrl.metrics.mig import mig, mig_from_codes
+from helpers.metric_fakes import CodeImages, decode, identity, random_codes_for
 
 
 def run(data, represent, num_train=3000):

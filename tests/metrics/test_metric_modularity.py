@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, decode, identity, random_codes_for
 
 from diffdrl.metrics.modularity import modularity, modularity_explicitness
+from helpers.metric_fakes import CodeImages, decode, identity, random_codes_for
 
 
 def run(data, represent):

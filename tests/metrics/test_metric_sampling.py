@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, identity
 
 from diffdrl.metrics.sampling import (
     CachedRepresentation,
@@ -10,6 +9,7 @@ from diffdrl.metrics.sampling import (
     paired_groups,
     sample_points,
 )
+from helpers.metric_fakes import CodeImages, identity
 
 
 def test_fixed_factor_groups_share_the_chosen_factor():

@@ -1,7 +1,7 @@
 import numpy as np
-from metric_fakes import CodeImages, decode, identity, random_codes_for
 
 from diffdrl.metrics.sap import sap, sap_matrix
+from helpers.metric_fakes import CodeImages, decode, identity, random_codes_for
 
 
 def run(data, represent):

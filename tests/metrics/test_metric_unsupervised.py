@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from metric_fakes import CodeImages, decode, identity
 
 from diffdrl.metrics.unsupervised import (
     gaussian_total_correlation,
@@ -8,6 +7,7 @@ from diffdrl.metrics.unsupervised import (
     mean_pairwise_mutual_info,
     unsupervised,
 )
+from helpers.metric_fakes import CodeImages, decode, identity
 
 
 def test_gaussian_formulas_known_answers():

@@ -7,7 +7,6 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from conftest import TINY
 from diffdrl.api import load_run
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
@@ -19,6 +18,7 @@ from diffdrl.models.token_bank import TokenBank, TokenBankConfig
 from diffdrl.training.config import ConfigError, load_config
 from diffdrl.training.trainer import Trainer, train
 from diffdrl.viz.attention import attention_maps
+from helpers.tiny import TINY
 
 UNITS, TOKEN_DIM, RES = 3, 4, 16  # as in conftest's TINY
 

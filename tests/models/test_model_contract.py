@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, TINY_STAGE
 from diffdrl.data import make_dataset
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.models.representation import encode_images, has_tokens, unit_width
 from diffdrl.training.config import load_config
+from helpers.tiny import TINY, TINY_STAGE
 
 # each registry name -> a preset of that model and the overrides that make it tiny
 _VAE = ["model.units=3", "model.channels=[8,8]", "model.hidden=16"]

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
 from diffdrl.api import load_model
 from diffdrl.data import make_dataset
 from diffdrl.diffusion.draws import StepDraws
@@ -15,6 +14,7 @@ from diffdrl.models.vae_losses import bernoulli_nll, permute_dims, total_correla
 from diffdrl.training.checkpoint import load_checkpoint
 from diffdrl.training.config import ConfigError, load_config
 from diffdrl.training.trainer import Trainer, train
+from helpers.tiny import TINY
 
 NAMES = ("betavae", "betatcvae", "factorvae")
 # tiny-cpu's test overrides for data and training; the model keys there are EncDiff's

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY
 from diffdrl.cli import main
+from helpers.tiny import TINY
 
 
 def tree_digest(*roots: Path) -> dict[str, str]:

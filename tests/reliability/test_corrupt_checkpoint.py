@@ -6,9 +6,9 @@ import hashlib
 import json
 
 import pytest
-from reliability_helpers import RUN_ARGS, assert_same_run, slow, train_cli
 
 from diffdrl.training.checkpoint import checkpoints, load_checkpoint
+from helpers.reliability import RUN_ARGS, assert_same_run, slow, train_cli
 
 
 def digest(root):

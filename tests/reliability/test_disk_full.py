@@ -4,10 +4,10 @@ previous checkpoint loadable, and is one line with exit status 1; resuming later
 import errno
 
 import pytest
-from reliability_helpers import RUN_ARGS, assert_same_run, leftovers, slow, train_cli
 
 import diffdrl.training.checkpoint as checkpoint
 from diffdrl.training.checkpoint import checkpoints, load_checkpoint
+from helpers.reliability import RUN_ARGS, assert_same_run, leftovers, slow, train_cli
 
 
 @pytest.fixture(scope="module")

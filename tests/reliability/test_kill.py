@@ -5,7 +5,8 @@ must clean up what the killed one left). Each resumed run ends bit-identical to 
 import signal
 
 import pytest
-from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
+
+from helpers.reliability import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
 
 
 @pytest.fixture(scope="module")

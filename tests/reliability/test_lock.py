@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
-from reliability_helpers import RUN_ARGS, train_cli
 
 from diffdrl.training.run_lock import LOCK_NAME, RunBusyError, RunLock, _process_start
+from helpers.reliability import RUN_ARGS, train_cli
 
 
 def digest(root):

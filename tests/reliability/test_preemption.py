@@ -5,10 +5,10 @@ import os
 import signal
 
 import pytest
-from reliability_helpers import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
 
 from diffdrl.training.checkpoint import checkpoints
 from diffdrl.training.trainer import Trainer
+from helpers.reliability import RUN_ARGS, TrainProcess, assert_same_run, leftovers, slow, train_cli
 
 
 @pytest.fixture(scope="module")

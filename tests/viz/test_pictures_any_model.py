@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
 from diffdrl.api import encode_images, load_run, representation, unit_width
 from diffdrl.cli import main
 from diffdrl.models.registry import build
@@ -17,6 +16,7 @@ from diffdrl.viz.interchange import interchange, swap_units
 from diffdrl.viz.render import render_units, shared_start
 from diffdrl.viz.traversal import traverse, unit_ranges
 from diffdrl.viz.unit_factor import unit_factor_importance
+from helpers.tiny import TINY
 
 UNITS, TOKEN_DIM, RES = 3, 4, 16  # as in conftest's TINY
 TRAIN = [o for o in TINY if o.startswith(("data.", "train."))]

@@ -52,6 +52,34 @@ def test_traversal_and_interpolation_shapes(trained_tiny):
     assert interpolate(trained_tiny.model, images[:1], images[1:2], 4, steps=3).shape == (1, 4, 16, 16, 3)
 
 
+def test_traversal_and_interpolation_change_only_what_they_move(trained_tiny):
+    """One x_T for the whole grid: a traversal through the image's own unit values draws the same
+    picture everywhere, an interpolation of an image with itself too, and an interpolation starts
+    at the first image's units and ends at the second's (the traversal's own-value picture).
+    Pictures rendered in different batches may differ by rounding: at most 1 of 255."""
+
+    def close(a, b):
+        return np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+    model = trained_tiny.model
+    _, images = trained_tiny.sample(2, seed=4)
+    own = model.encode(images[:1]).T  # (N, 1): each unit at the image's own value
+    rows = traverse(model, images[0], own.repeat(1, 3), steps=3, seed=1)
+    base = rows[0, 0]
+    assert close(rows, base)
+    assert close(interpolate(model, images[:1], images[:1], 3, steps=3, seed=1), base)
+    ends = interpolate(model, images[:1], images[1:2], 3, steps=3, seed=1)
+    assert close(ends[0, 0], base)
+    other = traverse(model, images[1], model.encode(images[1:2]).T, steps=3, seed=1)
+    assert close(ends[0, -1], other[0, 0])
+    # a unit moved far from the image's value changes its own row's picture only
+    moved = own.repeat(1, 2)
+    moved[1, 1] += 8.0
+    rows = traverse(model, images[0], moved, steps=3, seed=1)
+    assert close(rows[[0, 2]], base) and close(rows[1, 0], base)
+    assert not np.array_equal(rows[1, 1], base)
+
+
 def test_inverted_start_retraces_the_images_under_their_own_units(trained_tiny):
     """From the DDIM-inverted x_T, the unedited reconstruction, traversal value and interchange row
     all return the input; from fresh noise they need not."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
-from diffdrl.data.ground_truth import GroundTruthDataset
+if TYPE_CHECKING:  # the registry itself stays torch-free: ``diffdrl datasets list`` answers at once
+    from diffdrl.data.ground_truth import GroundTruthDataset
 
 
 def _procedural(name: str, path: str | None) -> None:

@@ -97,9 +97,6 @@ class GroundTruthDataset:
         codes = self.sample_factors(n, rng)
         return codes, self.images_for(codes)
 
-    def torch_view(self) -> GroundTruthTorchDataset:
-        return GroundTruthTorchDataset(self)
-
 
 class GroundTruthTorchDataset(torch.utils.data.Dataset):
     """Map-style torch view: item i -> (image float [-1, 1] CHW, codes int64 (F,))."""

@@ -7,6 +7,7 @@ Readers call these at the boundary, where a user's path enters the library; the 
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,24 @@ def check_user_images(path: str | Path, images, resolution: int | None = None, c
             f"images of shape (n, H, W, C) = {shape}, but the run's model takes (n, {resolution}, "
             f"{resolution}, {channels}): {resolution}x{resolution} pixels, {channels} channels",
         )
+
+
+def read_images(path: str | Path, resolution: int | None = None) -> np.ndarray:
+    """uint8 images (n, H, W, C) from a user's .npy, or .npz with an 'images' array (never
+    unpickled), checked to hold at least one image and, given ``resolution``, to be what the
+    run's model takes; every error names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"images file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            if "images" not in data:
+                raise ValueError(f"{path}: no 'images' array (keys: {', '.join(data.files) or 'none'})")
+            data = data["images"]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable .npy/.npz array file ({err})") from None
+    check_user_images(path, data, resolution)
+    return data

@@ -3,11 +3,10 @@
 The update rules are diffusers' schedulers (DDPM ancestral, DDIM, DPM-Solver++, UniPC), fed our
 own beta table so that training and sampling share one schedule (``diffusion.schedule``). The
 samplers never import a model: editing an image means changing its tokens, then calling these.
+Their defaults (sampler, steps, eta) are ``diffusion.sampling.DEFAULT_SAMPLING``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from diffusers import (
 )
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, SAMPLER_NAMES
 from diffdrl.diffusion.schedule import EpsModel
 
 SAMPLERS = {
@@ -28,6 +28,7 @@ SAMPLERS = {
     "dpm++": DPMSolverMultistepScheduler,
     "unipc": UniPCMultistepScheduler,
 }
+assert tuple(SAMPLERS) == SAMPLER_NAMES  # the names the command line offers (diffusion.sampling)
 
 
 def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False, clean_final_step: bool = True):
@@ -55,19 +56,6 @@ def make_scheduler(name: str, betas: np.ndarray, clip_sample: bool = False, clea
     if name == "dpm++":
         kwargs.update(algorithm_type="dpmsolver++", solver_order=2)
     return SAMPLERS[name](**kwargs)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How to sample when nobody says: the one place these defaults are written (the models'
-    ``generate``, the pictures and the command line read them from here)."""
-
-    sampler: str = "ddim"
-    steps: int = 50
-    eta: float = 0.0  # deterministic, so the rows of a grid differ by their units only
-
-
-DEFAULT_SAMPLING = Sampling()
 
 
 @torch.no_grad()

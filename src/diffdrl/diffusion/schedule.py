@@ -78,6 +78,11 @@ def make_betas(config: ScheduleConfig) -> np.ndarray:
     return np.clip(1 - alpha_bar[1:] / alpha_bar[:-1], 0.0, 0.999)
 
 
+def alpha_bar_of(betas: np.ndarray) -> np.ndarray:
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s) as float64 (the one place this product is written)."""
+    return np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+
+
 class NoiseSchedule(torch.nn.Module):
     """The fixed forward process: tables as non-persistent buffers that follow the module's device."""
 
@@ -85,7 +90,7 @@ class NoiseSchedule(torch.nn.Module):
         super().__init__()
         self.config = config
         betas = make_betas(config)
-        alpha_bar = np.cumprod(1.0 - betas)
+        alpha_bar = alpha_bar_of(betas)
         self.register_buffer("betas", torch.from_numpy(betas).float(), persistent=False)
         self.register_buffer("alpha_bar", torch.from_numpy(alpha_bar).float(), persistent=False)
         self.register_buffer("sqrt_alpha_bar", torch.from_numpy(np.sqrt(alpha_bar)).float(), persistent=False)
@@ -131,7 +136,7 @@ def information_bottleneck_curve(betas: np.ndarray, x0_second_moment: float = 1.
     E[mu^2] = (a_t + b_t sqrt(abar_t))^2 E[x_0^2] + b_t^2 (1 - abar_t), with E[x_0^2] given.
     """
     betas = np.asarray(betas, dtype=np.float64)
-    abar = np.cumprod(1.0 - betas)
+    abar = alpha_bar_of(betas)
     beta, ab, ab_prev = betas[1:], abar[1:], abar[:-1]
     a = np.sqrt(ab_prev) * beta / (1 - ab)
     b = np.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffdrl.atomic import atomic_write_text
+from diffdrl.configs import DEFAULT_RUN_PRESET
 from diffdrl.training.checkpoint import latest_checkpoint
 from diffdrl.training.config import load_config, preset_names
 from diffdrl.training.preemption import TrainingPreempted
@@ -111,7 +112,7 @@ class Sweep:
     methods: Sequence[str]
     datasets: Sequence[str]
     seeds: Sequence[int]
-    preset: str = "tiny-cpu"
+    preset: str = DEFAULT_RUN_PRESET
     budget_minutes: float | None = None
     metrics: Sequence[str] | None = None
     metrics_preset: str = "canonical"

@@ -29,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from diffdrl.diffusion.samplers import make_scheduler
-from diffdrl.diffusion.schedule import EpsModel
+from diffdrl.diffusion.sampling import EDIT_STEPS
+from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.bottleneck import HSpace
 
 Delta = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # dh, or dh(h_t, t)
@@ -42,7 +43,7 @@ def ddim_grid(betas: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np
     scheduler = make_scheduler("ddim", betas)
     scheduler.set_timesteps(steps)
     t = scheduler.timesteps.numpy().astype(np.int64)
-    abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    abar = alpha_bar_of(betas)
     prev = t - len(betas) // steps
     # the last step lands on the clean image, as the library's DDIM does (set_alpha_to_one)
     final = scheduler.final_alpha_cumprod.item()
@@ -98,7 +99,7 @@ def edit_sample(
     betas: np.ndarray,
     dh: Delta = None,
     *,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     t_edit: int = 0,
     t_boost: int = -1,
     generator: torch.Generator | None = None,
@@ -139,7 +140,7 @@ def trajectory_h(
     denoise: EpsModel,
     x_T: torch.Tensor,
     betas: np.ndarray,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     progress: bool = False,
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """(grid t (S,), h_t (S, B, C, s, s), x_0) along a deterministic DDIM trajectory from x_T."""

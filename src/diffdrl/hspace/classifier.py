@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from diffdrl.atomic import atomic_write_text, temporary_sibling
+from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.schedule import NoiseSchedule, ScheduleConfig
 
 
@@ -137,7 +138,7 @@ def train_classifier(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     codes, pics = data.sample(images, rng)
-    x_all = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    x_all = to_model_input(pics)
     y_all = torch.from_numpy(np.asarray(codes)).long()
     noise = NoiseSchedule(schedule) if config.noisy else None
     model = FactorClassifier(config)
@@ -164,7 +165,7 @@ def train_classifier(
         bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     test_codes, test_pics = data.sample(512, np.random.default_rng(seed + 10_000))
-    x_test, t_test = noised(torch.from_numpy(test_pics).permute(0, 3, 1, 2).float().div(127.5).sub(1))
+    x_test, t_test = noised(to_model_input(test_pics))
     pred = model.predict(x_test, t_test)
     accuracy = {n: float((pred[:, f] == test_codes[:, f]).mean()) for f, n in enumerate(config.factor_names)}
     return model, accuracy

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import asymmetric_step, check_interval, ddim_grid, predicted_x0
 from diffdrl.hspace.bottleneck import HSpace
@@ -84,7 +85,7 @@ def train_delta(
     value: int,
     *,
     t_edit: int,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     lambda_recon: float = 3.0,
     epochs: int = 1,
     batch_size: int = 16,
@@ -95,7 +96,10 @@ def train_delta(
     """A DeltaBlock that moves ``factor`` toward ``value`` on the trajectories from x_T (B, C, H, W).
 
     ``denoise`` must read the tokens of the same B sources (it is called on batches of x_T's rows
-    in order, so pass a closure over all B tokens: see ``batched``)."""
+    in order, so pass a closure over all B tokens: see ``batched``).
+
+    One function of ~75 lines on purpose: the training loop (trajectory, edit loss, optimiser step)
+    reads top to bottom as Asyrp's Algorithm 1 does; its pieces are not reused anywhere else."""
     if classifier.config.noisy:
         raise ValueError("the edit loss needs a noise-free classifier (it reads predicted x0)")
     f = classifier.factor_index(factor)

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.diffusion.schedule import make_betas
-from diffdrl.hspace.asymmetric import ddim_grid, edit_sample, trajectory_h
+from diffdrl.data.ground_truth import to_model_input
+from diffdrl.diffusion.sampling import EDIT_STEPS
+from diffdrl.diffusion.schedule import alpha_bar_of, make_betas
+from diffdrl.hspace.asymmetric import edit_sample, trajectory_h
 from diffdrl.hspace.bottleneck import HSpace, denoiser_of, unet_of
 from diffdrl.hspace.jacobian import Directions, full_jacobian_directions, power_iteration
 from diffdrl.hspace.pca import TimestepPCA, timestep_pca
@@ -42,10 +44,10 @@ class Sources:
 
 
 @torch.no_grad()
-def sources(model, images: np.ndarray, steps: int = 40) -> Sources:
+def sources(model, images: np.ndarray, steps: int = EDIT_STEPS) -> Sources:
     """Real uint8 images (B, H, W, C) with their tokens and their DDIM-inverted x_T."""
     units = model.encode(images)
-    x0 = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(units.device)
+    x0 = to_model_input(images).to(units.device)
     tokens = model.tokens(units)
     return Sources(x0, units, tokens, model.invert(x0, tokens, steps=steps))
 
@@ -62,7 +64,7 @@ def space_of(model) -> HSpace:
 
 
 @torch.no_grad()
-def fit_pca(model, src: Sources, k: int = 8, steps: int = 40, progress: bool = False) -> TimestepPCA:
+def fit_pca(model, src: Sources, k: int = 8, steps: int = EDIT_STEPS, progress: bool = False) -> TimestepPCA:
     """Per-timestep PCA of h_t captured along the sources' own trajectories."""
     t, hs, _ = trajectory_h(
         space_of(model), denoiser_of(model, src.tokens), src.x_T, betas_of(model), steps, progress
@@ -79,7 +81,7 @@ def pca_edit(
     gamma: float,
     t_edit: int,
     t_boost: int = -1,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
 ) -> torch.Tensor:
     """Sources edited along PC j with strength gamma (negative reverses)."""
     return edit_sample(
@@ -98,7 +100,7 @@ def pca_edit(
 
 
 @torch.no_grad()
-def x_at(model, src: Sources, t_stop: int, steps: int = 40) -> tuple[torch.Tensor, int]:
+def trajectory_x_at(model, src: Sources, t_stop: int, steps: int = EDIT_STEPS) -> tuple[torch.Tensor, int]:
     """x_t of the sources' DDIM trajectories at the first grid time <= t_stop."""
     space, denoise = space_of(model), denoiser_of(model, src.tokens)
     captured = {}
@@ -112,9 +114,11 @@ def x_at(model, src: Sources, t_stop: int, steps: int = 40) -> tuple[torch.Tenso
     return captured["x"], captured["t"]
 
 
-def jacobian_x(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40, **iteration) -> tuple:
+def jacobian_x(
+    model, src: Sources, t_edit: int, rank: int = 8, steps: int = EDIT_STEPS, **iteration
+) -> tuple:
     """(Directions of dh_t/dx_t shared by the sources, the grid t used) by power iteration."""
-    x_t, t = x_at(model, src, t_edit, steps)
+    x_t, t = trajectory_x_at(model, src, t_edit, steps)
     space = space_of(model)
     tokens = src.tokens
 
@@ -126,9 +130,9 @@ def jacobian_x(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40,
     return power_iteration(f, x_t, rank, **iteration), t
 
 
-def jacobian_c(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40) -> tuple:
+def jacobian_c(model, src: Sources, t_edit: int, rank: int = 8, steps: int = EDIT_STEPS) -> tuple:
     """(Directions of dh_t/dc in token space shared by the sources, grid t): exact, ours."""
-    x_t, t = x_at(model, src, t_edit, steps)
+    x_t, t = trajectory_x_at(model, src, t_edit, steps)
     space = space_of(model)
 
     def f(c):
@@ -141,10 +145,10 @@ def jacobian_c(model, src: Sources, t_edit: int, rank: int = 8, steps: int = 40)
 
 @torch.no_grad()
 def jacobian_x_edit(
-    model, src: Sources, d: Directions, t: int, j: int, gamma: float, steps: int = 40
+    model, src: Sources, d: Directions, t: int, j: int, gamma: float, steps: int = EDIT_STEPS
 ) -> torch.Tensor:
     """Sources with x_t moved along x-space direction j at grid time t, then plain DDIM."""
-    abar = float(np.cumprod(1.0 - betas_of(model))[t])
+    abar = float(alpha_bar_of(betas_of(model))[t])
     scale = gamma * (1.0 - abar) ** 0.5 * d.inputs[j].numel() ** 0.5 / 10
     v = d.inputs[j].to(src.x_T)
 
@@ -157,7 +161,7 @@ def jacobian_x_edit(
 
 
 @torch.no_grad()
-def token_edit(model, src: Sources, tokens: torch.Tensor, steps: int = 40) -> torch.Tensor:
+def token_edit(model, src: Sources, tokens: torch.Tensor, steps: int = EDIT_STEPS) -> torch.Tensor:
     """Sources resampled from their x_T under edited ``tokens`` (B, N, d) (deterministic DDIM)."""
     return edit_sample(space_of(model), denoiser_of(model, tokens), src.x_T, betas_of(model), steps=steps)
 
@@ -169,7 +173,9 @@ def token_direction_std(src: Sources, d: Directions) -> torch.Tensor:
 
 
 @torch.no_grad()
-def jacobian_c_edit(model, src: Sources, d: Directions, j: int, gamma: float, std=None, steps: int = 40):
+def jacobian_c_edit(
+    model, src: Sources, d: Directions, j: int, gamma: float, std=None, steps: int = EDIT_STEPS
+):
     """Sources resampled under tokens moved by gamma sigma_j along token direction j."""
     std = token_direction_std(src, d) if std is None else std
     shift = (gamma * std[j] * d.inputs[j]).to(src.tokens)
@@ -177,7 +183,7 @@ def jacobian_c_edit(model, src: Sources, d: Directions, j: int, gamma: float, st
 
 
 @torch.no_grad()
-def unit_edit(model, src: Sources, unit: int, values: torch.Tensor, steps: int = 40) -> torch.Tensor:
+def unit_edit(model, src: Sources, unit: int, values: torch.Tensor, steps: int = EDIT_STEPS) -> torch.Tensor:
     """Sources resampled with unit ``unit`` set to ``values`` (B,) (EncDiff's own swap)."""
     units = src.units.clone()
     units[:, unit] = values.to(units)
@@ -187,7 +193,3 @@ def unit_edit(model, src: Sources, unit: int, values: torch.Tensor, steps: int =
 def strip(edit, gammas, progress: bool = False, desc: str = "edits") -> torch.Tensor:
     """(G, B, C, H, W): ``edit(gamma)`` for each gamma."""
     return torch.stack([edit(g) for g in tqdm(list(gammas), disable=not progress, desc=desc, leave=False)])
-
-
-def grid_times(model, steps: int) -> np.ndarray:
-    return ddim_grid(betas_of(model), steps)[0]

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from diffdrl.diffusion.samplers import sample
-from diffdrl.diffusion.schedule import EpsModel
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, EDIT_STEPS
+from diffdrl.diffusion.schedule import EpsModel, alpha_bar_of
 from diffdrl.hspace.classifier import FactorClassifier
 
 
@@ -44,7 +45,7 @@ def guided_denoise(
             f"the classifier was trained for {classifier.config.timesteps} timesteps, "
             f"the model has {len(betas)}"
         )
-    sigma = torch.from_numpy(np.sqrt(1.0 - np.cumprod(1.0 - np.asarray(betas, dtype=np.float64)))).float()
+    sigma = torch.from_numpy(np.sqrt(1.0 - alpha_bar_of(betas))).float()
 
     def denoise_guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = denoise(x_t, t)
@@ -66,9 +67,9 @@ def guided_sample(
     x_T: torch.Tensor,
     betas: np.ndarray,
     *,
-    sampler: str = "ddim",
-    steps: int = 40,
-    eta: float = 0.0,
+    sampler: str = DEFAULT_SAMPLING.sampler,
+    steps: int = EDIT_STEPS,
+    eta: float = DEFAULT_SAMPLING.eta,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

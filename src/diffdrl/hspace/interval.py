@@ -23,13 +23,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import ddim_grid, predicted_x0
 
 
 @torch.no_grad()
 def distance_curve(
-    denoise: EpsModel, x0: torch.Tensor, betas: np.ndarray, steps: int = 40, seed: int = 0
+    denoise: EpsModel, x0: torch.Tensor, betas: np.ndarray, steps: int = EDIT_STEPS, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(grid t (S,), d(t) (S,)) for images x0 (B, C, H, W), B >= 2 (one q_sample per t)."""
     if len(x0) < 2:
@@ -73,7 +74,7 @@ def choose_interval(
 
 
 def measure_interval(
-    denoise: EpsModel, x0: torch.Tensor, betas: np.ndarray, steps: int = 40, **thresholds
+    denoise: EpsModel, x0: torch.Tensor, betas: np.ndarray, steps: int = EDIT_STEPS, **thresholds
 ) -> dict:
     """``choose_interval`` of ``distance_curve``: the documented t_edit / t_boost for a model."""
     t_grid, d = distance_curve(denoise, x0, betas, steps)

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diffdrl.atomic import atomic_write_text, temporary_sibling
+from diffdrl.diffusion.sampling import STRIP_STEPS
 from diffdrl.hspace.asymmetric import edit_sample
 from diffdrl.hspace.bottleneck import denoiser_of
 from diffdrl.hspace.classifier import (
@@ -81,7 +82,7 @@ def classifier_for(
 
 def delta_for(
     model, src: Sources, classifier: FactorClassifier, folder: Path, factor: str, value: int, t_edit: int,
-    steps: int = 20, progress: bool = False, **training,
+    steps: int = STRIP_STEPS, progress: bool = False, **training,
 ) -> tuple[DeltaBlock, dict]:  # fmt: skip
     """The DeltaBlock for ``factor=value`` (trained on ``src`` on first use, then reused)."""
     path = Path(folder) / f"delta_{factor}_{value}"

@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import EpsModel
 from diffdrl.hspace.asymmetric import asymmetric_step, ddim_grid
 
@@ -57,7 +58,7 @@ def _std_perp(abar: float, s_perp: float) -> float:
 
 
 @torch.no_grad()
-def divergence_sweep(x0: torch.Tensor, betas: np.ndarray, steps: int = 40, seed: int = 0) -> dict:
+def divergence_sweep(x0: torch.Tensor, betas: np.ndarray, steps: int = EDIT_STEPS, seed: int = 0) -> dict:
     """Per grid t, the 1-D Wasserstein-2 distance between the pooled per-pixel orthogonal residuals
     of x_t, standardised by the Gaussian model's std, and N(0, 1) (module docstring)."""
     if len(x0) < 16:
@@ -98,7 +99,7 @@ def subspace_sample(
     t1: int,
     s_perp: float,
     *,
-    steps: int = 40,
+    steps: int = EDIT_STEPS,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

@@ -6,10 +6,12 @@ definition (Friedman 2001, "Greedy function approximation", Algorithm 6 with K t
 for every factor at once, in one of two backends (``backend``) that grow the same trees, to the
 bit on CPU (but for the one validity rule that differs, in "Ties" below):
 
-- ``"torch"``: a few large torch ops per tree level (branch and bound over blocks of sorted
-  positions) that run unchanged on CPU or CUDA; the only backend on CUDA.
-- ``"numba"``: fused, parallel CPU kernels (``gbt_numba``), one pass per (tree, feature) pair and
+- ``"torch"`` (``gbt_torch``): a few large torch ops per tree level (branch and bound over blocks
+  of sorted positions) that run unchanged on CPU or CUDA; the only backend on CUDA.
+- ``"numba"`` (``gbt_numba``): fused, parallel CPU kernels, one pass per (tree, feature) pair and
   level over the presorted samples; faster on a CPU (measured in ``benchmarks/dci_speed.py``).
+The split rules they share (which nodes may split, ties, importances) are ``gbt_splits``; this
+module holds the API and the boosting state (init, rounds, importances, accuracies).
 - ``"auto"`` (default): numba on CPU, torch on CUDA. numba is a declared dependency, so the
   choice depends on the device only; without numba a CPU fit is an error, not a fallback.
 
@@ -70,17 +72,15 @@ Ties, and where we match scikit-learn:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-EPSILON = float(np.finfo(np.float64).eps)  # scikit-learn's "pure node" variance
-FEATURE_THRESHOLD = np.float32(1e-7)  # values closer than this (float32) are not split apart
+from diffdrl.metrics.gbt_splits import EPSILON
+from diffdrl.metrics.gbt_torch import prepare_blocks, torch_round
+
 MAX_CHUNK_ELEMENTS = 1 << 24  # features x samples x trees per batch of trees (bounds peak memory)
-BLOCK = 32  # sorted positions per block of the split search
-GROUP = 8  # blocks per group, the split search's first stage
 BACKENDS = ("auto", "torch", "numba")
 
 
@@ -254,44 +254,7 @@ class _Boosting:
             self.sorted_numpy = xs.numpy()
             self.codes_numpy = x  # (n, D) float32, for routing
         else:
-            self._prepare_blocks(order, xs, max_chunk_elements)
-
-    def _prepare_blocks(self, order: torch.Tensor, xs: torch.Tensor, max_chunk_elements: int) -> None:
-        """The torch backend's search structures: blocks of sorted positions and their sum matrix."""
-        d, n = order.shape
-        device = order.device
-        gap = xs[:, 1:] > xs[:, :-1] + torch.tensor(FEATURE_THRESHOLD, device=device)
-        # Blocks of BLOCK consecutive sorted positions per feature (the last one padded with
-        # sample n, which belongs to no node): the unit of the branch-and-bound split search.
-        self.block = b = BLOCK
-        nb = -(-n // (b * GROUP)) * GROUP  # whole groups of blocks
-        fill = nb * b - n
-        order_pad = torch.cat([order, torch.full((d, fill), n, device=device)], 1)
-        splittable = torch.cat([gap, torch.zeros((d, fill + 1), dtype=torch.bool, device=device)], 1)
-        self.order_blocks = order_pad.view(d, nb, b)
-        self.splittable_blocks = splittable.view(d, nb, b)
-        self.end_splittable = self.splittable_blocks[..., -1]
-        self.any_splittable = self.splittable_blocks.any(-1)
-        self.block_count = (n - b * torch.arange(nb, device=device)).clamp(0, b).double()
-        self.group_splittable = self.any_splittable.view(d, -1, GROUP).any(-1)
-        self.group_end_splittable = self.end_splittable.view(d, -1, GROUP)[..., -1]
-        rows = torch.arange(d, device=device)[:, None] * nb + torch.arange(n, device=device) // b
-        rank_rows = torch.empty_like(order)
-        rank_rows.scatter_(1, order, rows)  # block row of each (feature, sample)
-        with warnings.catch_warnings():  # torch flags sparse CSR as beta; mm with it is what we use
-            warnings.simplefilter("ignore", UserWarning)
-            self.block_matrix = (
-                torch.sparse_coo_tensor(
-                    torch.stack([rank_rows.reshape(-1), torch.arange(n, device=device).repeat(d)]),
-                    torch.ones(d * n, dtype=torch.float64, device=device),
-                    (d * nb, n),
-                    check_invariants=False,
-                )
-                .coalesce()
-                .to_sparse_csr()
-            )
-        self.nb = nb
-        self.chunk = max(1, int(max_chunk_elements) // (6 * n))  # trees per batch
+            prepare_blocks(self, order, xs, max_chunk_elements)
 
     def block_sums(self, values: torch.Tensor) -> torch.Tensor:
         """Sums of ``values`` (n, C) over each feature's blocks of sorted positions: (D, nb, C)."""
@@ -304,24 +267,11 @@ class _Boosting:
         """One boosting round: K trees per factor on the gradient at the current raw scores."""
         p = torch.softmax(raw, dim=2).reshape(self.n, -1)[:, self.tree_cols]  # (n, T)
         if self.backend == "numba":
-            _numba_round(self, p, raw, raw_test, x_test, learning_rate, max_depth)
-            return
-        residual = self.targets - p
-        hessian = p * (1 - p)
-        fitted = torch.round(residual * self.quantum) / self.quantum  # what the trees split
-        flat, flat_test = raw.view(self.n, -1), raw_test.view(len(x_test), -1)
-        for start in range(0, residual.shape[1], self.chunk):
-            trees = slice(start, start + self.chunk)
-            leaf, leaf_test, gain = _grow(self, x, x_test, fitted[:, trees], max_depth)
-            self.gain[:, trees] += gain
-            num = torch.zeros((2**max_depth, leaf.shape[1]), dtype=torch.float64, device=self.device)
-            den = torch.zeros_like(num)
-            num.scatter_add_(0, leaf, residual[:, trees])
-            den.scatter_add_(0, leaf, hessian[:, trees])
-            value = torch.where(den.abs() < 1e-150, 0.0, num / den) * self.newton_scale[trees]
-            cols = self.tree_cols[trees]
-            flat[:, cols] += learning_rate * torch.gather(value, 0, leaf)
-            flat_test[:, cols] += learning_rate * torch.gather(value, 0, leaf_test)
+            from diffdrl.metrics.gbt_numba import numba_round
+
+            numba_round(self, p, raw, raw_test, x_test, learning_rate, max_depth)
+        else:
+            torch_round(self, p, raw, raw_test, x, x_test, learning_rate, max_depth)
 
     def importances(self) -> np.ndarray:
         total = torch.zeros((self.d, len(self.classes)), dtype=torch.float64, device=self.device)
@@ -333,244 +283,3 @@ class _Boosting:
         index = raw.argmax(2).cpu().numpy()  # first maximum: class order breaks ties, as in sklearn
         predicted = np.stack([c[index[:, j]] for j, c in enumerate(self.classes)], 1)
         return np.mean(predicted == y, axis=0).astype(np.float64)
-
-
-def _grow(model: _Boosting, x, x_test, residual, max_depth: int):
-    """Grow one depth-``max_depth`` tree per column of ``residual`` (n, T) level by level.
-
-    Returns leaf ids of the training and test samples (n, T), (m, T) and each tree's importance
-    gains (D, T). Node m at depth l has children 2m and 2m+1; a node that stops splitting sends
-    all its samples to child 2m, so leaf ids group samples exactly as the tree's leaves do. Each
-    level searches all its nodes of all trees at once: a column per (node, tree) pair.
-    """
-    n, t = residual.shape
-    dev = residual.device
-    d, nb = model.d, model.nb
-    cols = torch.arange(t, device=dev)
-    node = torch.zeros((n, t), dtype=torch.long, device=dev)
-    node_test = torch.zeros((len(x_test), t), dtype=torch.long, device=dev)
-    alive = torch.ones((1, t), dtype=torch.bool, device=dev)  # (nodes, T): may still split
-    gain = torch.zeros((d, t), dtype=torch.float64, device=dev)
-    residual_pad = torch.cat([residual, torch.zeros((1, t), dtype=torch.float64, device=dev)])
-    size = residual.abs()
-    # stats: (3, D, nb, nodes T) residual sum, |residual| sum and member count per block.
-    root = model.block_sums(torch.stack([residual, size], 1).view(n, -1)).view(d, nb, 2, t)
-    stats = torch.cat([root.permute(2, 0, 1, 3), model.block_count.view(1, 1, nb, 1).expand(1, d, nb, t)])
-    for depth in range(max_depth):
-        m = 2**depth
-        if depth > 0:  # left children summed directly, right children as parent minus left
-            member = (node[:, None, :] == 2 * torch.arange(m // 2, device=dev)[:, None]).double()
-            left = torch.stack([member * residual[:, None], member * size[:, None], member], 1)
-            left = model.block_sums(left.view(n, -1)).view(d, nb, 3, m // 2 * t).permute(2, 0, 1, 3)
-            pair = torch.stack([left, stats - left], 3)  # (3, D, nb, 2, m/2 T)
-            stats = pair.view(3, d, nb, 2, m // 2, t).transpose(3, 4).reshape(3, d, nb, m * t)
-        count, total, variance = _node_stats(node, residual, m)
-        ok = alive.reshape(-1) & (variance.reshape(-1) > EPSILON)  # (m T,) nodes that may split
-        node_pad = torch.cat([node, torch.full((1, t), -1, device=dev)])
-        best, share, feature, position = _search(
-            model, *stats, count.reshape(-1), total.reshape(-1), ok, residual_pad, node_pad, t
-        )
-        split = _add_gain(gain, best, share, ok, count, n)
-        feature, position = feature.reshape(m, t), position.reshape(m, t)
-        alive = torch.stack([split, split], 1).reshape(2 * m, t)  # children of split nodes
-        cut = model.sorted_values[feature, position].double()  # (m, T) last value of the left part
-        index = node * t + cols  # (n, T) flat (node, tree) of every sample
-        value = torch.gather(x, 1, feature.view(-1)[index]).double()
-        threshold = _thresholds(value, node, cut.view(-1)[index])
-        node = 2 * node + (split.view(-1)[index] & (value > threshold.view(-1)[index])).long()
-        index = node_test * t + cols
-        value = torch.gather(x_test, 1, feature.view(-1)[index]).double()
-        node_test = 2 * node_test + (split.view(-1)[index] & (value > threshold.view(-1)[index])).long()
-    return node, node_test, gain
-
-
-def _numba_round(model: _Boosting, p, raw, raw_test, x_test, rate, depth: int):
-    """The numba backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates.
-
-    ``raw`` and ``raw_test`` (n, F, Kmax) are updated in place. The kernels (``gbt_numba``) do the
-    passes over samples, with ``_Boosting.round``'s arithmetic (residual, hessian, rounding); the
-    small per-level decisions (``_choose``, ``_add_gain``) are the torch backend's own functions.
-    """
-    from diffdrl.metrics import gbt_numba as kernels
-
-    # (T, n) residuals, hessians and rounded residuals; the last also (n, T), the roots' layout
-    residual, hessian, r, rows = kernels.gradients(p.contiguous().numpy(), model.targets_numpy, model.quantum)
-    trees, n = r.shape
-    codes_test = x_test.contiguous().numpy()  # (m, D)
-    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
-    node = np.zeros((trees, n), dtype=kind)
-    node_test = np.zeros((trees, len(codes_test)), dtype=kind)
-    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
-    gain = torch.zeros((model.d, trees), dtype=torch.float64)
-    for level in range(depth):
-        m = 2**level
-        count, total, square = (torch.from_numpy(a) for a in kernels.node_stats(node, r, m))  # (m, T)
-        ok = alive & (_variance(count, total, square) > EPSILON)
-        nodes = count.numpy(), total.numpy(), ok.numpy()
-        if level == 0:
-            per_feature, threshold = kernels.root_splits(
-                model.order_numpy, model.sorted_numpy, rows, *nodes, FEATURE_THRESHOLD
-            )
-        else:
-            per_feature, threshold = kernels.best_splits(
-                model.order_numpy, model.sorted_numpy, node, r, *nodes, FEATURE_THRESHOLD
-            )
-        best, share, feature = _choose(torch.from_numpy(per_feature))
-        split = _add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
-        feature = feature.numpy()
-        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
-        feature = feature.reshape(m, trees)
-        kernels.route(model.codes_numpy, node, split, feature, cut)
-        kernels.route(codes_test, node_test, split, feature, cut)
-        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
-    model.gain += gain
-    kernels.add_leaves(
-        node,
-        node_test,
-        residual,
-        hessian,
-        model.newton_scale.numpy(),
-        model.tree_cols.numpy(),
-        rate,
-        raw.view(n, -1).numpy(),
-        raw_test.view(node_test.shape[1], -1).numpy(),
-        2**depth,
-    )
-
-
-def _node_stats(node, residual, m: int):
-    """Per-node sample count, residual sum and variance (m, T) each."""
-    count = torch.zeros((m, node.shape[1]), dtype=torch.float64, device=node.device)
-    total, square = torch.zeros_like(count), torch.zeros_like(count)
-    count.scatter_add_(0, node, torch.ones_like(residual))
-    total.scatter_add_(0, node, residual)
-    square.scatter_add_(0, node, residual * residual)
-    return count, total, _variance(count, total, square)
-
-
-def _variance(count, total, square):
-    safe = count.clamp_min(1)
-    return square / safe - (total / safe) ** 2
-
-
-def _choose(per_feature):
-    """Best score per column of ``per_feature`` (D, C), each feature's share (bit-equal ties split
-    it equally), and the lowest-indexed best feature (C,): the rule for both backends."""
-    best = per_feature.amax(0)
-    tied = (per_feature == best) & torch.isfinite(best)
-    share = tied / tied.sum(0).clamp_min(1)
-    feature = torch.argmax(tied.to(torch.int8), 0)  # lowest-indexed best feature
-    return best, share, feature
-
-
-def _add_gain(gain, best, share, ok, count, n: int):
-    """Add one level's importance decreases to ``gain`` (D, T); the (m, T) mask of split nodes."""
-    m, t = count.shape
-    split = (ok & torch.isfinite(best)).reshape(m, t)
-    decrease = torch.where(split.reshape(-1), best / count.reshape(-1).clamp_min(1), 0.0) / n
-    gain += (share * decrease).reshape(-1, m, t).sum(1)
-    return split
-
-
-def _score(left_count, left_sum, count, total):
-    """friedman_mse score (n_l S_r - n_r S_l)^2 / (n_l n_r), with S_r = S - S_l, n_r = N - n_l."""
-    diff = left_count * total - count * left_sum
-    return diff * diff / (left_count * (count - left_count)).clamp_min(1)
-
-
-def _upper(a, big_a, block_sum, block_abs, block_count, count, total, reachable):
-    """Upper bound of the score at any position inside blocks, from the state before each block.
-
-    Before the block the left part has a members and sum A; with k of the block's c members added,
-    diff = d0 + k S - N partial with k in [0, c] and partial in [neg, pos] (the members' negative
-    and positive parts), so |diff| <= |centre| + half-width of that box, and n_l (N - n_l) is
-    smallest at an end of [max(a, 1), min(a + c, N - 1)].
-    """
-    centre = (a * total - count * big_a) + (block_count * total - count * block_sum) / 2
-    reach = centre.abs_().add_((block_count * total.abs() + count * block_abs) / 2)
-    lo, hi = a.clamp_min(1), torch.minimum(a + block_count, count - 1)
-    den = torch.minimum(lo * (count - lo), hi * (count - hi)).clamp_min_(1)
-    return torch.where(reachable & (lo <= hi), reach.square_().div_(den).mul_(1 + 1e-9), float("-inf"))
-
-
-def _end_scores(left_count, left_sum, count, total, splittable):
-    valid = splittable & (left_count >= 1) & (left_count <= count - 1)
-    return torch.where(valid, _score(left_count, left_sum, count, total), float("-inf"))
-
-
-def _search(model, block_sum, block_abs, block_count, count, total, ok, residual_pad, node_pad, t):
-    """Exact best split of every column (node, tree): branch and bound over blocks of positions.
-
-    Scores at block ends are exact and give a lower bound L on each column's best; ``_upper``
-    bounds every score inside a block. Three stages: groups of GROUP blocks, the blocks of the
-    groups whose bound reaches L, then every position of the blocks whose bound reaches L. So the
-    result is the exact maximum, with every tie. Returns best score (C,), tie share of each feature
-    (D, C), feature and sorted position (C,).
-    """
-    d, nb, c = block_sum.shape
-    dev = block_sum.device
-    inf = float("-inf")
-    g = GROUP
-    # Stage 1: groups of blocks, everywhere.
-    gsum, gabs, gcount = (v.reshape(d, nb // g, g, c).sum(2) for v in (block_sum, block_abs, block_count))
-    lsum, lcount = gsum.cumsum(1), gcount.cumsum(1)
-    lower = _end_scores(lcount, lsum, count, total, model.group_end_splittable[..., None]).amax((0, 1))
-    a, big_a = lcount - gcount, lsum - gsum
-    upper = _upper(a, big_a, gsum, gabs, gcount, count, total, model.group_splittable[..., None] & ok)
-    jg, qg, cg = torch.nonzero((upper >= lower) & (upper > inf), as_tuple=True)
-    # Stage 2: the blocks of surviving groups.
-    blk = qg[:, None] * g + torch.arange(g, device=dev)  # (k, G)
-    jb, cb = jg[:, None], cg[:, None]
-    bsum, babs, bcount = block_sum[jb, blk, cb], block_abs[jb, blk, cb], block_count[jb, blk, cb]
-    a = a[jg, qg, cg][:, None] + bcount.cumsum(1) - bcount
-    big_a = big_a[jg, qg, cg][:, None] + bsum.cumsum(1) - bsum
-    cnt, tot = count[cb], total[cb]
-    ends = _end_scores(a + bcount, big_a + bsum, cnt, tot, model.end_splittable[jb, blk])
-    lower = lower.scatter_reduce(0, cb.expand_as(ends).reshape(-1), ends.reshape(-1), "amax")
-    upper = _upper(a, big_a, bsum, babs, bcount, cnt, tot, model.any_splittable[jb, blk] & ok[cb])
-    rows, within = torch.nonzero((upper >= lower[cb]) & (upper > inf), as_tuple=True)
-    j, q, col = jg[rows], blk[rows, within], cg[rows]
-    a, big_a = a[rows, within], big_a[rows, within]
-    # Stage 3: every position of the surviving blocks.
-    per_feature = torch.full((d * c,), inf, dtype=torch.float64, device=dev)
-    scores, where = [], []
-    step = max(1, (1 << 20) // model.block)
-    for s in range(0, len(j), step):
-        jj, qq, cc = j[s : s + step], q[s : s + step], col[s : s + step]
-        ids = model.order_blocks[jj, qq]  # (k, b) samples of the block in sorted order
-        tree = (cc % t)[:, None]
-        member = node_pad[ids, tree] == (cc // t)[:, None]
-        lsum = big_a[s : s + step, None] + torch.where(member, residual_pad[ids, tree], 0.0).cumsum(1)
-        lcount = a[s : s + step, None] + member.cumsum(1)
-        score = _end_scores(
-            lcount, lsum, count[cc][:, None], total[cc][:, None], model.splittable_blocks[jj, qq]
-        )
-        score, offset = score.max(1)  # first maximum within the block
-        scores.append(score)
-        where.append(qq * model.block + offset)
-        per_feature.scatter_reduce_(0, jj * c + cc, score, "amax")
-    best, share, feature = _choose(per_feature.view(d, c))
-    position = torch.zeros(c, dtype=torch.long, device=dev)
-    if scores:
-        score, spot = torch.cat(scores), torch.cat(where)
-        first = torch.full((c,), model.n, dtype=torch.long, device=dev)
-        hit = (j == feature[col]) & (score == best[col])
-        first.scatter_reduce_(0, col[hit], spot[hit], "amin")
-        position = first.clamp_max(model.n - 1)
-    return best, share, feature, position
-
-
-def _thresholds(value, node, cut):
-    """scikit-learn's thresholds (nodes, T): midpoint of the node's largest left, smallest right value.
-
-    ``value`` (n, T) is each sample's value of its node's split feature, ``cut`` (n, T) the last
-    sorted value of its node's left part.
-    """
-    m = int(node.max()) + 1
-    left = value <= cut
-    lmax = torch.full((m, node.shape[1]), float("-inf"), dtype=torch.float64, device=value.device)
-    rmin = torch.full_like(lmax, float("inf"))
-    lmax.scatter_reduce_(0, node, torch.where(left, value, float("-inf")), "amax")
-    rmin.scatter_reduce_(0, node, torch.where(left, float("inf"), value), "amin")
-    mid = lmax / 2.0 + rmin / 2.0
-    return torch.where((mid == rmin) | ~torch.isfinite(mid), lmax, mid)

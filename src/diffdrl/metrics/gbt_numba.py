@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
+
+from diffdrl.metrics.gbt_splits import FEATURE_THRESHOLD, add_gain, choose, may_split
 
 # A score q / den can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that
 # rounding (a few 1e-16), so the test q >= (top * SLACK) den never drops a better split and skips
@@ -183,7 +186,7 @@ def _scan_pair(order, values, node_a, res_a, may_a, node_b, res_b, may_b, st_a, 
             left_sum = st_a[c, 1]
             if v > last_a[c] + gap:  # split between the node's previous sample and s
                 big_n = st_a[c, 3]
-                diff = k * st_a[c, 2] - big_n * left_sum  # gbt._score, operation for operation
+                diff = k * st_a[c, 2] - big_n * left_sum  # gbt_torch._score, operation for operation
                 q = diff * diff
                 den = max(k * (big_n - k), 1.0)
                 if q >= bar[0, c] * den:  # cheap test first; the exact score decides
@@ -219,7 +222,7 @@ def _scan_pair(order, values, node_a, res_a, may_a, node_b, res_b, may_b, st_a, 
 
 @numba.njit(cache=True)
 def _threshold(score, low, high):
-    """gbt._thresholds: the midpoint of the two values, or the left one if the midpoint rounds up."""
+    """gbt_torch._thresholds: the midpoint of the two values, or the left one if the midpoint rounds up."""
     if score == -np.inf:
         return 0.0
     mid = low / 2.0 + high / 2.0
@@ -266,3 +269,58 @@ def add_leaves(leaf, leaf_test, residual, hessian, scale, cols, rate, raw, raw_t
             raw[s, col] += rate * value[leaf[t, s]]
         for s in range(leaf_test.shape[1]):
             raw_test[s, col] += rate * value[leaf_test[t, s]]
+
+
+# -- the driver: one boosting round from these kernels ----------------------------------------------
+
+
+def numba_round(model, p, raw, raw_test, x_test, rate, depth: int):
+    """The numba backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates.
+
+    ``raw`` and ``raw_test`` (n, F, Kmax) are updated in place. The kernels (``gbt_numba``) do the
+    passes over samples, with ``gbt_torch.torch_round``'s arithmetic (residual, hessian, rounding);
+    the small per-level decisions are ``gbt_splits``', shared with the torch backend.
+    """
+    # (T, n) residuals, hessians and rounded residuals; the last also (n, T), the roots' layout
+    residual, hessian, r, rows = gradients(p.contiguous().numpy(), model.targets_numpy, model.quantum)
+    trees, n = r.shape
+    codes_test = x_test.contiguous().numpy()  # (m, D)
+    kind = np.int8 if depth <= 6 else np.int32  # node ids < 2^depth; small ones stay in cache
+    node = np.zeros((trees, n), dtype=kind)
+    node_test = np.zeros((trees, len(codes_test)), dtype=kind)
+    alive = torch.ones((1, trees), dtype=torch.bool)  # (nodes, T): may still split
+    gain = torch.zeros((model.d, trees), dtype=torch.float64)
+    for level in range(depth):
+        m = 2**level
+        count, total, square = (torch.from_numpy(a) for a in node_stats(node, r, m))  # (m, T)
+        ok = may_split(alive, count, total, square)
+        nodes = count.numpy(), total.numpy(), ok.numpy()
+        if level == 0:
+            per_feature, threshold = root_splits(
+                model.order_numpy, model.sorted_numpy, rows, *nodes, FEATURE_THRESHOLD
+            )
+        else:
+            per_feature, threshold = best_splits(
+                model.order_numpy, model.sorted_numpy, node, r, *nodes, FEATURE_THRESHOLD
+            )
+        best, share, feature = choose(torch.from_numpy(per_feature))
+        split = add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
+        feature = feature.numpy()
+        cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)
+        feature = feature.reshape(m, trees)
+        route(model.codes_numpy, node, split, feature, cut)
+        route(codes_test, node_test, split, feature, cut)
+        alive = torch.from_numpy(np.repeat(split, 2, axis=0))  # children 2c, 2c + 1 of split nodes
+    model.gain += gain
+    add_leaves(
+        node,
+        node_test,
+        residual,
+        hessian,
+        model.newton_scale.numpy(),
+        model.tree_cols.numpy(),
+        rate,
+        raw.view(n, -1).numpy(),
+        raw_test.view(node_test.shape[1], -1).numpy(),
+        2**depth,
+    )

@@ -21,6 +21,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from diffdrl.data.ground_truth import to_model_input
+
 INPUTS = ("uint8", "float")
 
 
@@ -70,8 +72,8 @@ def features(network, images: np.ndarray, input_kind: str = "uint8", batch_size:
         raise ValueError(f"input_kind must be one of {INPUTS}, got {input_kind!r}")
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i : i + batch_size]).permute(0, 3, 1, 2)
-        x = x if input_kind == "uint8" else x.float() / 127.5 - 1
+        batch = images[i : i + batch_size]
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2) if input_kind == "uint8" else to_model_input(batch)
         out.append(network(x).reshape(len(x), -1).double().numpy())
     return np.concatenate(out)
 
@@ -91,9 +93,6 @@ def lpips(network, reference: np.ndarray, output: np.ndarray, batch_size: int = 
         raise ValueError(f"LPIPS needs paired images of one shape, got {reference.shape} and {output.shape}")
     total = 0.0
     for i in range(0, len(reference), batch_size):
-        a, b = (
-            torch.from_numpy(x[i : i + batch_size]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            for x in (reference, output)
-        )
+        a, b = (to_model_input(x[i : i + batch_size]) for x in (reference, output))
         total += float(network(a, b).reshape(len(a), -1).mean(1).sum())
     return total / len(reference)

@@ -6,10 +6,14 @@ side jobs can all use it without importing upwards.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from diffdrl.data.ground_truth import GroundTruthDataset
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can read REPRESENTATIONS at once
+    import torch
+
+    from diffdrl.data.ground_truth import GroundTruthDataset
 
 REPRESENTATIONS = ("units", "tokens")
 
@@ -36,17 +40,18 @@ def tokens_unavailable(model: torch.nn.Module, what: str) -> str | None:
     )
 
 
-@torch.no_grad()
 def encode_images(model: torch.nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Units (n, K) float32 of uint8 images (n, H, W, C), encoded in batches (K: ``unit_width``)."""
-    out = [
-        model.encode(images[i : i + batch_size]).float().cpu().numpy()
-        for i in range(0, len(images), batch_size)
-    ]
+    import torch
+
+    with torch.no_grad():
+        out = [
+            model.encode(images[i : i + batch_size]).float().cpu().numpy()
+            for i in range(0, len(images), batch_size)
+        ]
     return np.concatenate(out) if out else np.zeros((0, unit_width(model)), np.float32)
 
 
-@torch.no_grad()
 def encode_tokens(
     model: torch.nn.Module, images: np.ndarray, batch_size: int = 512, anchored: bool = True
 ) -> np.ndarray:
@@ -55,11 +60,14 @@ def encode_tokens(
     without tokens (a VAE) is a ``ValueError``."""
     if reason := tokens_unavailable(model, "tokens"):
         raise ValueError(reason)
+    import torch
+
     tokens = model.tokens if anchored else model.raw_tokens
-    out = [
-        tokens(model.encode(images[i : i + batch_size])).float().cpu().numpy()
-        for i in range(0, len(images), batch_size)
-    ]
+    with torch.no_grad():
+        out = [
+            tokens(model.encode(images[i : i + batch_size])).float().cpu().numpy()
+            for i in range(0, len(images), batch_size)
+        ]
     return np.concatenate(out)
 
 

@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.draws import StepDraws, step_draws
+from diffdrl.models.encdiff import image_batch
 from diffdrl.models.vae_losses import bernoulli_nll, gaussian_kl, permute_dims, total_correlation
 
 
@@ -192,15 +192,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Posterior means (B, N) of images: float (B, C, H, W) in [-1, 1], or uint8 (B, H, W, C)."""
-        if isinstance(x, np.ndarray) or x.dtype == torch.uint8:
-            x = to_model_input(x)
-        x = x.to(self._device)
-        if x.shape[1:] != (self.channels, self.resolution, self.resolution):
-            raise ValueError(
-                f"expected images of shape (B, {self.channels}, {self.resolution}, {self.resolution}), "
-                f"got {tuple(x.shape)}"
-            )
-        return self.posterior(x)[0]
+        return self.posterior(image_batch(x, self.channels, self.resolution, self._device))[0]
 
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [-1, 1] of codes (B, N): the Bernoulli means, rescaled."""

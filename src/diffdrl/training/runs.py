@@ -19,8 +19,7 @@ from diffdrl.models import registry
 from diffdrl.models.representation import representation
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
 from diffdrl.training.config import Config, from_dict, read_yaml
-
-WEIGHTS = ("ema", "model")
+from diffdrl.training.weights import WEIGHTS
 
 
 def load_run_config(run_dir: str | Path) -> Config:

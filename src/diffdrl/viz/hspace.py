@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diffdrl.diffusion.sampling import STRIP_STEPS
 from diffdrl.hspace import directions as hd
 from diffdrl.hspace.bottleneck import denoiser_of
 from diffdrl.hspace.interval import measure_interval
@@ -29,6 +30,32 @@ def check_methods(methods) -> tuple[str, ...]:
     return tuple(methods)
 
 
+def method_edit(model, method: str, src, fit, k: int, t_edit: int, steps: int):
+    """(edit(gamma, j) -> images of the sources along direction j, the number of directions, their
+    spectrum) for one method, its directions fitted on ``fit``."""
+    if method == "pca":
+        pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)  # k <= N - 1
+
+        def edit(g, j):
+            return hd.pca_edit(model, src, pca, j, g, t_edit, steps=steps)
+
+        return edit, pca.components.shape[1], pca.std[0].tolist()
+    if method == "jacobian_x":
+        d, t = hd.jacobian_x(model, fit, t_edit, rank=k, steps=steps, iters=10)
+
+        def edit(g, j):
+            return hd.jacobian_x_edit(model, src, d, t, j, g, steps)
+
+        return edit, k, d.singular.tolist()
+    d, _ = hd.jacobian_c(model, fit, t_edit, rank=k, steps=steps)
+    std = hd.token_direction_std(fit, d)
+
+    def edit(g, j):
+        return hd.jacobian_c_edit(model, src, d, j, g, std, steps)
+
+    return edit, k, d.singular.tolist()
+
+
 def hspace_strips(
     model,
     images: np.ndarray,
@@ -36,7 +63,7 @@ def hspace_strips(
     methods=UNSUPERVISED,
     k: int = 3,
     gammas=GAMMAS,
-    steps: int = 20,
+    steps: int = STRIP_STEPS,
     pca_images: np.ndarray | None = None,
     t_edit: int | None = None,
     progress: bool = False,
@@ -69,27 +96,7 @@ def hspace_strips(
         return torch.stack(cols)
 
     for method in methods:
-        if method == "pca":
-            pca = hd.fit_pca(model, fit, k=min(k, len(fit.x0) - 1), steps=steps)  # k <= N - 1
-            spectrum = pca.std[0].tolist()
-
-            def edit(g, j, pca=pca):
-                return hd.pca_edit(model, src, pca, j, g, t_e, steps=steps)
-        elif method == "jacobian_x":
-            d, t = hd.jacobian_x(model, fit, t_e, rank=k, steps=steps, iters=10)
-            spectrum = d.singular.tolist()
-
-            def edit(g, j, d=d, t=t):
-                return hd.jacobian_x_edit(model, src, d, t, j, g, steps)
-        else:
-            d, _ = hd.jacobian_c(model, fit, t_e, rank=k, steps=steps)
-            std = hd.token_direction_std(fit, d)
-            spectrum = d.singular.tolist()
-
-            def edit(g, j, d=d, std=std):
-                return hd.jacobian_c_edit(model, src, d, j, g, std, steps)
-
-        count = pca.components.shape[1] if method == "pca" else k
+        edit, count, spectrum = method_edit(model, method, src, fit, k, t_e, steps)
         rows = [run(lambda g, j=j, edit=edit: edit(g, j)) for j in range(count)]
         out["methods"][method] = {"images": torch.stack(rows), "spectrum": spectrum}
     bar.close()
@@ -156,7 +163,7 @@ def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, sk
         for title in HSPACE_SECTIONS.values():
             skipped(title, "the report needs at least 2 pairs of images (2 to edit, 2 to fit directions on)")
         return
-    result = hspace_strips(model, images[:2], k=2, steps=steps or 20, pca_images=images[2:])
+    result = hspace_strips(model, images[:2], k=2, steps=steps or STRIP_STEPS, pca_images=images[2:])
     paths = dict(zip(result["methods"], save_strips(result, out), strict=True))
     interval = result["interval"]
     note = (
@@ -166,3 +173,44 @@ def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, sk
     )
     for method, title in HSPACE_SECTIONS.items():
         figure(title, paths[method], note)
+
+
+def save_hspace(
+    run,
+    out_dir: str | Path | None = None,
+    *,
+    methods=UNSUPERVISED,
+    k: int = 3,
+    images: int = 2,
+    fit: int = 32,
+    steps: int = STRIP_STEPS,
+    t_edit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[list[Path], Path, dict]:
+    """The ``diffdrl hspace`` command as one call: strips of ``k`` directions per method on
+    ``images`` dataset images, fitted on ``fit`` others, one PNG per method in ``out_dir``
+    (default ``RUN/samples``) and ``hspace.json`` (interval, spectra, steps) beside them.
+    Returns (the PNGs, the JSON, the edit interval used)."""
+    import json
+
+    from diffdrl.atomic import atomic_write_text
+    from diffdrl.hspace.asymmetric import check_interval
+
+    methods = check_methods(methods)
+    if t_edit is not None:
+        check_interval(t_edit, -1, run.model.config.schedule.timesteps)
+    _, pictures = run.sample(images + fit, seed)
+    result = hspace_strips(
+        run.model, pictures[:images], methods=methods, k=k, steps=steps, pca_images=pictures[images:],
+        t_edit=t_edit, progress=progress,
+    )  # fmt: skip
+    out = Path(out_dir) if out_dir else Path(run.path) / "samples"
+    paths = save_strips(result, out)
+    summary = {
+        "interval": result["interval"],
+        "spectra": {m: e["spectrum"] for m, e in result["methods"].items()},
+        "steps": steps,
+    }
+    atomic_write_text(out / "hspace.json", json.dumps(summary, indent=1))
+    return paths, out / "hspace.json", result["interval"]

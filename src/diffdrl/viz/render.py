@@ -25,11 +25,8 @@ import numpy as np
 import torch
 
 from diffdrl.data.ground_truth import to_model_input
-from diffdrl.diffusion.samplers import DEFAULT_SAMPLING
+from diffdrl.diffusion.sampling import DEFAULT_SAMPLING, RECONSTRUCTION_ETA, STARTS, Sampling
 from diffdrl.models.representation import has_tokens
-
-RECONSTRUCTION_ETA = 1.0  # EncDiff samples with eta 1 (what the tokens alone carry)
-STARTS = ("noise", "inversion")  # a diffusion picture's x_T: fresh N(0, I), or DDIM inversion of its image
 
 
 def model_name(model) -> str:
@@ -49,11 +46,13 @@ def resolve_sampling(
     eta: float | None = None,
     *,
     default_eta: float = DEFAULT_SAMPLING.eta,
+    defaults: Sampling = DEFAULT_SAMPLING,
     **other,
 ) -> dict:
-    """The sampling options with unset ones (None) at the pictures' defaults; ``{}`` for a model
-    without a sampler, where setting any of them (or of ``other``, e.g. ``start``) is a
-    ``ValueError`` naming them; an unknown ``start`` is one for every model."""
+    """The sampling options with unset ones (None) at ``defaults`` (the pictures': DEFAULT_SAMPLING;
+    eta at ``default_eta``); ``{}`` for a model without a sampler, where setting any of them (or of
+    ``other``, e.g. ``start``) is a ``ValueError`` naming them; an unknown ``start`` is one for
+    every model."""
     start = other.get("start")
     if start is not None and start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
@@ -62,12 +61,12 @@ def resolve_sampling(
         if given:
             raise ValueError(
                 f"{', '.join(given)}: sampling options of diffusion models, but model "
-                f"{model_name(model)!r} decodes its units in one deterministic pass; leave them unset"
+                f"{model_name(model)!r} decodes its units in one pass (deterministic); leave them unset"
             )
         return {}
     return {
-        "sampler": sampler or DEFAULT_SAMPLING.sampler,
-        "steps": DEFAULT_SAMPLING.steps if steps is None else steps,
+        "sampler": sampler or defaults.sampler,
+        "steps": defaults.steps if steps is None else steps,
         "eta": default_eta if eta is None else eta,
     }
 

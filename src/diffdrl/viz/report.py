@@ -12,16 +12,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diffdrl.data.ground_truth import to_model_input
-from diffdrl.metrics.reconstruction import image_similarity
+from diffdrl.diffusion.sampling import RECONSTRUCTION_ETA
 from diffdrl.models.representation import encode_images
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable, save_attention
 from diffdrl.viz.grid import save_grid, to_uint8
 from diffdrl.viz.hspace import HSPACE_SECTIONS, add_hspace_sections
 from diffdrl.viz.interchange import interchange, save_interchange, unit_names
+from diffdrl.viz.reconstruction import reconstruction_scores
 from diffdrl.viz.render import (
-    RECONSTRUCTION_ETA,
     describe_sampling,
     model_name,
     reconstruct,
@@ -46,7 +45,10 @@ def build_report(
 
     Every section that applies to the run's model and dataset is drawn; each one that does not
     (a VAE has no tokens, attention or noise schedule; an unlabelled dataset no factors) keeps its
-    heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option."""
+    heading with the reason. ``steps`` (default 50) is a diffusion model's sampling option.
+
+    Long on purpose: the sections are drawn in the page's order, each a few lines, so the page's
+    layout reads top to bottom here; splitting it would scatter one page over many functions."""
     if getattr(run.model, "is_first_stage", False):  # an autoencoder: reconstructions, not units
         from diffdrl.viz.first_stage_report import build_first_stage_report
 
@@ -128,7 +130,7 @@ def build_report(
         rows.append(to_uint8(reconstruct(model, images[:pairs], steps=steps, start=start)))
         labels.append("inverted x_T")
         caption += f"; inverted x_T: DDIM inversion, then {describe_sampling(model, steps=steps)}"
-    score = image_similarity((to_model_input(images[:pairs]) + 1) / 2, (generated.cpu() + 1) / 2)
+    score = reconstruction_scores(images[:pairs], generated)
     caption += (
         f". From fresh noise under their own tokens: MSE {score['reconstruction.mse']:.4f}, "
         f"PSNR {score['reconstruction.psnr']:.1f} dB against the inputs (in [0, 1])."

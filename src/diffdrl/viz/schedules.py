@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from diffdrl.diffusion.schedule import SCHEDULES, ScheduleConfig, information_bottleneck_curve, make_betas
+from diffdrl.diffusion.schedule import (
+    SCHEDULES,
+    ScheduleConfig,
+    alpha_bar_of,
+    information_bottleneck_curve,
+    make_betas,
+)
 from diffdrl.viz.grid import panels, save_figure
 
 
@@ -14,7 +20,7 @@ def save_schedule_plot(path: str | Path, timesteps: int = 1000) -> Path:
     figure, (left, right) = panels(2, 2, 5, 3.6)
     for name in SCHEDULES:
         betas = make_betas(ScheduleConfig(name=name, timesteps=timesteps))
-        left.plot(np.cumprod(1 - betas), label=name)
+        left.plot(alpha_bar_of(betas), label=name)
         right.semilogy(np.arange(1, timesteps), information_bottleneck_curve(betas), label=name)
     left.set(title=r"$\bar\alpha_t$", xlabel="t")
     right.set(

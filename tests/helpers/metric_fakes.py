@@ -1,8 +1,7 @@
 """A ground-truth dataset whose images store their own factor codes, so representations built
 from the true factors (identity, mixtures, noise) are exact and cost nothing to render.
 
-Plain helpers rather than conftest fixtures: a second ``conftest`` module would shadow the
-root one for ``from conftest import ...`` elsewhere in the suite.
+Plain helpers rather than fixtures: the metric tests build datasets of many sizes from them.
 """
 
 import numpy as np

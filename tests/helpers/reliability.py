@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY
 from diffdrl.cli import main
 from diffdrl.training.checkpoint import latest_checkpoint, load_checkpoint
+from helpers.tiny import TINY
 
 # The default run keeps one case of each kind; the rest (more subprocesses, more variants) run with
 # DIFFDRL_SLOW_TESTS=1, e.g. `DIFFDRL_SLOW_TESTS=1 pytest tests/reliability`.

@@ -1,5 +1,4 @@
-"""Fixtures of the explorer tests (imported by its test modules): explorers over tiny trained runs, a
-TestClient, a live server."""
+"""Fixtures of the explorer tests: explorers over tiny trained runs, a TestClient, a live server."""
 
 import socket
 import threading
@@ -8,14 +7,13 @@ import time
 import pytest
 import torch
 
-from conftest import TINY
 from diffdrl.explore.app import create_app
 from diffdrl.explore.session import Explorer
 from diffdrl.training.config import load_config
 from diffdrl.training.runs import load_run
 from diffdrl.training.trainer import train
-
-SMALL = {"reference": 200, "factor_samples": 300}  # quick quantiles and unit-factor fit
+from helpers.explore import SMALL
+from helpers.tiny import TINY
 
 
 @pytest.fixture(scope="session")
