@@ -51,7 +51,9 @@ def test_weighted_loss_is_the_x0_error_at_high_noise(kind):
 def test_unweighted_loss_is_unchanged_and_unknown_weightings_are_refused():
     sched = NoiseSchedule(ScheduleConfig())
     x0 = torch.zeros(2, 3, 4, 4)
-    plain, _ = epsilon_loss(constant_denoiser(0.0), x0, schedule=sched, kind="mse", draws=StepDraws.seeded(3, 2))
+    plain, _ = epsilon_loss(
+        constant_denoiser(0.0), x0, schedule=sched, kind="mse", draws=StepDraws.seeded(3, 2)
+    )
     eps = torch.randn(x0.shape, generator=_after_timesteps(sched, 3))
     assert plain.item() == pytest.approx(eps.square().mean().item())
     with pytest.raises(ValueError, match="weighting must be one of"):
@@ -80,7 +82,11 @@ def test_regularisers_are_added_with_their_weights_at_the_drawn_batch(weighting)
     args = dict(schedule=sched, kind="l1", weighting=weighting, t=t)
     plain, none = epsilon_loss(constant_denoiser(0.1), x0, draws=StepDraws.seeded(4, 3), **args)
     total, terms = epsilon_loss(
-        constant_denoiser(0.1), x0, draws=StepDraws.seeded(4, 3), regularisers={"r": (0.5, regulariser)}, **args
+        constant_denoiser(0.1),
+        x0,
+        draws=StepDraws.seeded(4, 3),
+        regularisers={"r": (0.5, regulariser)},
+        **args,
     )
     assert none == {} and torch.equal(seen["t"], t) and set(terms) == {"r"}
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))  # t given: eps is the first draw

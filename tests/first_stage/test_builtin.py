@@ -45,7 +45,9 @@ def test_unknown_builtin_names_the_shipped_ones():
 
 def test_latent8_preset_on_another_dataset_is_a_one_line_error():
     config = load_config("tiny-cpu-latent8", ["data.name=synth-dsprites"])
-    with pytest.raises(ValueError, match="trained on synth-shapes3d, but this run trains on synth-dsprites") as err:
+    with pytest.raises(
+        ValueError, match="trained on synth-shapes3d, but this run trains on synth-dsprites"
+    ) as err:
         registry.build(config.model, config.data.resolution, seed=0, dataset=config.data.name)
     assert "\n" not in str(err.value)
 

@@ -188,7 +188,9 @@ class EncDiff(nn.Module):
         draws = step_draws(draws, len(z0), z0.device)
         t, regularisers = None, {}
         if self.config.isometry.weight > 0 and self.training:  # gated: some steps add L_iso at high noise
-            t, regularisers = isometry_step(self.config.isometry, self.schedule.timesteps, self.denoiser, c, draws)
+            t, regularisers = isometry_step(
+                self.config.isometry, self.schedule.timesteps, self.denoiser, c, draws
+            )
         loss, terms = epsilon_loss(
             lambda x_t, t: self.denoiser(x_t, t, c),
             z0,

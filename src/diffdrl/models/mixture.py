@@ -266,9 +266,7 @@ def drop_small(x: Tensor, mix: Mixture, min_size: float) -> tuple[Mixture, int]:
     return Mixture(mix.means, mix.scales, weights / weights.sum(1, keepdim=True), keep).compact(), dropped
 
 
-def fit_mixtures(
-    x: Tensor, config: FitSettings, init_index: Tensor, generator=None
-) -> tuple[Mixture, dict]:
+def fit_mixtures(x: Tensor, config: FitSettings, init_index: Tensor, generator=None) -> tuple[Mixture, dict]:
     """Steps 2-4 on normalised tokens x (N, M, d) from initial means at tokens ``init_index`` (N, K0).
     Returns mixtures padded to ``max_components`` and counts of what happened."""
     full = config.covariance == "full"
