@@ -13,8 +13,8 @@ otherwise it is the model's ordinary step. The gated step's diffusion term is th
 epsilon loss at those t (``diffusion/loss.py``: its L1/MSE and ``loss_weighting``), which composes
 L_iso as a regulariser (``isometry_step``, ``Isometry``). Variant chosen on purpose: this
 trace-ratio form (the latent-model loss), not the pixel script's path-length penalty. Deviation
-(ours): the ordinary step keeps the model's own timestep draw rather than the paper's [0, T/2), because the tiny presets
-bias t toward high noise, where EncDiff's encoder learns.
+(ours): the ordinary step keeps the model's own timestep draw rather than the paper's [0, T/2),
+because the tiny presets bias t toward high noise, where EncDiff's encoder learns.
 
 ``target="tokens"`` is ours: the same estimator on c -> h_t (EncDiff's tokens to the bottleneck),
 asking the denoiser to read the tokens isometrically.
