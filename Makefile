@@ -36,7 +36,10 @@ first-stage8: setup
 	$(VENV)/bin/diffdrl train-autoencoder --config tiny-cpu-first-stage8 --out $(FIRST_STAGE_RUN) --resume
 	cp $(FIRST_STAGE_RUN)/diffusers/* src/diffdrl/first_stages/tiny-cpu-first-stage8/
 
+# the README's test command: lint and formatting first (seconds), then the suite
 test: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q
 
 bench: setup
