@@ -63,3 +63,22 @@ def test_latent8_preset_builds_on_its_own_dataset():
     config = load_config("tiny-cpu-latent8")
     model = registry.build(config.model, config.data.resolution, seed=0, dataset=config.data.name)
     assert model.noise_shape == (4, 8, 8)
+
+
+def test_hspace_refuses_a_latent_model_and_the_report_says_why(tmp_path):
+    from diffdrl.hspace import directions
+    from diffdrl.viz.hspace import HSPACE_SECTIONS, add_hspace_sections
+
+    config = load_config("tiny-cpu-latent8")
+    model = registry.build(config.model, config.data.resolution, seed=0, dataset=config.data.name)
+    _, images = make_dataset("synth-shapes3d", resolution=32).sample(4, np.random.default_rng(0))
+    model.first_stage.calibrate(to_model_input(images))
+    with pytest.raises(ValueError, match="pixel-space diffusion model") as err:
+        directions.sources(model, images, steps=2)
+    assert "\n" not in str(err.value)
+    skipped = {}
+    add_hspace_sections(
+        model, images, 2, None, lambda title, reason: skipped.update({title: reason}), tmp_path
+    )
+    assert set(skipped) == set(HSPACE_SECTIONS.values())
+    assert all("pixel-space" in reason for reason in skipped.values())

@@ -47,6 +47,16 @@ class DecoderState:
     eps: torch.Tensor  # the unedited output of the same pass
 
 
+def require_pixel_space(model: nn.Module) -> None:
+    """h-space methods here edit and measure in pixels (x_0, x_t, P_t compared as images); a model that
+    diffuses in a first stage's latents is a ``ValueError`` saying so, not a shape error deep inside."""
+    if getattr(model, "first_stage", None) is not None:
+        raise ValueError(
+            "h-space methods need a pixel-space diffusion model: this run diffuses in the latents of its "
+            "first stage (model.first_stage.path)"
+        )
+
+
 def unet_of(model: nn.Module) -> nn.Module:
     """The diffusers U-Net inside a model (EncDiff: ``model.denoiser.unet``; a bare U-Net itself)."""
     inner = getattr(getattr(model, "denoiser", None), "unet", None)

@@ -26,7 +26,7 @@ from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.sampling import EDIT_STEPS
 from diffdrl.diffusion.schedule import alpha_bar_of, make_betas
 from diffdrl.hspace.asymmetric import edit_sample, trajectory_h
-from diffdrl.hspace.bottleneck import HSpace, denoiser_of, unet_of
+from diffdrl.hspace.bottleneck import HSpace, denoiser_of, require_pixel_space, unet_of
 from diffdrl.hspace.jacobian import Directions, full_jacobian_directions, power_iteration
 from diffdrl.hspace.pca import TimestepPCA, timestep_pca
 
@@ -46,6 +46,7 @@ class Sources:
 @torch.no_grad()
 def sources(model, images: np.ndarray, steps: int = EDIT_STEPS) -> Sources:
     """Real uint8 images (B, H, W, C) with their tokens and their DDIM-inverted x_T."""
+    require_pixel_space(model)
     units = model.encode(images)
     x0 = to_model_input(images).to(units.device)
     tokens = model.tokens(units)

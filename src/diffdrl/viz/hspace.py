@@ -149,10 +149,11 @@ HSPACE_SECTIONS = {
 def add_hspace_sections(model, images: np.ndarray, steps: int | None, figure, skipped, out: Path) -> None:
     """The report's h-space sections: two directions per method on two images, fitted on the
     rest of ``images``; a model without a U-Net bottleneck gets the reason instead."""
-    from diffdrl.hspace.bottleneck import unet_of
+    from diffdrl.hspace.bottleneck import require_pixel_space, unet_of
 
     try:
         unet_of(model)
+        require_pixel_space(model)
         if not hasattr(model, "invert"):
             raise TypeError(f"model {model.config.name!r} has no DDIM inversion")
     except (TypeError, ValueError) as err:
