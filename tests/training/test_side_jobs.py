@@ -27,7 +27,7 @@ def test_held_out_loss_is_seeded_and_reliance_is_the_shuffled_rise(trained_tiny)
 def test_a_model_without_tokens_has_no_reliance(trained_tiny):
     class Plain(torch.nn.Module):
         def forward(self, x, draws=None):
-            return x.square().mean()
+            return x.square().mean(), {}  # (loss, terms): the model contract
 
     row = held_out_loss(Plain(), torch.ones(2, 3, 4, 4), seed=0)
     assert row == {"eval/loss": 1.0}
