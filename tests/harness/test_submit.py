@@ -13,33 +13,19 @@ import time
 import submitit  # noqa: F401
 from safetensors.torch import load_file
 
-from conftest import TINY
 from diffdrl.cli import main
 from diffdrl.harness.cell_job import CellJob, cell_command, log_dir, read_job, write_submitted
 from diffdrl.harness.slurm import ClusterOptions
 from diffdrl.harness.submit import cell_state, status, status_text, submit_sweep
 from diffdrl.harness.sweep import Cell, Sweep, read_cell
 from diffdrl.training.checkpoint import checkpoints
-
-FAST_MIG = ["--metrics", "mig", "--metrics-preset", "fast"]
+from helpers.sweeps import sweep_argv
+from helpers.tiny import TINY
 
 
 def argv(out, executor, methods="encdiff,dyga", seeds="0,1", steps=2, *extra):
-    return [
-        "sweep",
-        "--methods",
-        methods,
-        "--seeds",
-        seeds,
-        "--out",
-        str(out),
-        *FAST_MIG,
-        "--set",
-        *TINY,
-        f"train.steps={steps}",
-        *extra,
-        *(["--executor", executor, "--wait"] if executor != "local" else []),
-    ]
+    executor_flags = ["--executor", executor, "--wait"] if executor != "local" else []
+    return [*sweep_argv(out, *extra, methods=methods, seeds=seeds, steps=steps), *executor_flags]
 
 
 def test_submitit_sweep_gives_the_local_sweeps_table(tmp_path, capsys):

@@ -9,26 +9,8 @@ from diffdrl.harness.sweep import UNREACHABLE_STEPS, Cell, Sweep, read_cell, run
 from diffdrl.training.checkpoint import checkpoints
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import NonFiniteLossError
+from helpers.sweeps import sweep_argv
 from helpers.tiny import TINY
-
-FAST_MIG = ["--metrics", "mig", "--metrics-preset", "fast"]
-
-
-def sweep_argv(out, *extra, methods="encdiff", seeds="0,1", steps=2):
-    return [
-        "sweep",
-        "--methods",
-        methods,
-        "--seeds",
-        seeds,
-        "--out",
-        str(out),
-        *FAST_MIG,
-        "--set",
-        *TINY,
-        f"train.steps={steps}",
-        *extra,
-    ]
 
 
 @pytest.fixture
