@@ -40,3 +40,14 @@ TINY_STAGE = [
 
 # an EncDiff small enough for milliseconds per step, on a first stage's 3x(R/4)x(R/4) latents
 TINY_LATENT = [o for o in TINY if not o.startswith("data.")]  # the resolution is the first stage's
+
+# Diff-AE and InfoDiffusion (``tiny-cpu-diffae``, ``tiny-cpu-infodiffusion``) at test size
+TINY_CODE = [
+    "data.resolution=16",
+    "model.units=3",
+    "model.encoder.channels=[8,16]",
+    "model.encoder.attention=[false,true]",
+    "model.encoder.heads=2",
+    "model.encoder.norm_groups=4",
+    *(o for o in TINY if o.startswith(("model.denoiser.", "model.schedule.", "train."))),
+]

@@ -12,7 +12,7 @@ from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.models.representation import encode_images, has_tokens, unit_width
 from diffdrl.training.config import load_config
-from helpers.tiny import TINY, TINY_STAGE
+from helpers.tiny import TINY, TINY_CODE, TINY_STAGE
 
 # each registry name -> a preset of that model and the overrides that make it tiny
 _VAE = ["model.units=3", "model.channels=[8,8]", "model.hidden=16"]
@@ -32,6 +32,8 @@ TINY_MODELS = {
     # first stages: the same loss contract, no units (they encode to latents, not to units)
     "vq": ("tiny-cpu-first-stage", [*TINY_STAGE, "model.codebook_size=16", "data.resolution=16"]),
     "kl": ("first-stage-kl", [*TINY_STAGE, "data.resolution=16"]),
+    "diffae": ("tiny-cpu-diffae", TINY_CODE),
+    "infodiffusion": ("tiny-cpu-infodiffusion", TINY_CODE),
 }
 
 

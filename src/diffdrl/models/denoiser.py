@@ -16,6 +16,11 @@ code, z_s (t_s GN(h) + t_b); here the code is added to the timestep embedding (d
 ``num_head_channels``): the narrowest attention level's channels / ``heads``, since diffusers'
 conditional U-Net hands its up blocks the per-level head widths in down-path order.
 
+``conditioning="adagn_scale"`` / ``"adagn_scale_shift"`` are Diff-AE's and InfoDiffusion's
+two-condition AdaGN (models/code_modulation.py): the same attention-free U-Net without the code in
+the timestep embedding; instead the code scales (and shifts) every res block's group norm after the
+timestep's scale-shift, as those papers do.
+
 ``patch_size`` p > 1 (not in the paper; 1 = the paper's U-Net) is a space-to-depth stem, the
 "simple diffusion" idea (Hoogeboom et al. 2023): each p x p patch becomes C p^2 channels, the U-Net
 runs at H/p x W/p, and its output is folded back (pixel shuffle). Most of a pixel U-Net's FLOPs sit
@@ -34,9 +39,13 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D
 from torch import nn
 from torch.nn import functional as F
 
+from diffdrl.models.code_modulation import install_code_modulation
 from diffdrl.models.skip_dropout import SkipDropoutConfig, install_skip_dropout
 
-CONDITIONINGS = ("cross_attention", "adagn")
+CONDITIONINGS = ("cross_attention", "adagn", "adagn_scale", "adagn_scale_shift")
+# two-condition AdaGN (models/code_modulation.py): the code scales (Diff-AE), or scales and shifts
+# (InfoDiffusion), every res block's group norm after the timestep's scale-shift
+CODE_MODULATIONS = {"adagn_scale": False, "adagn_scale_shift": True}  # name -> with a shift
 
 
 @dataclass
@@ -88,7 +97,9 @@ class DenoiserConfig(UNetShape):
 
     scale_shift_norm: bool = True  # LDM's use_scale_shift_norm
     skip_dropout: SkipDropoutConfig = field(default_factory=SkipDropoutConfig)  # DyGA; off by default
-    conditioning: str = "cross_attention"  # or "adagn" (the paper's ablation)
+    # or "adagn" (the paper's ablation); "adagn_scale" / "adagn_scale_shift": Diff-AE's and
+    # InfoDiffusion's two-condition AdaGN, set by those models
+    conditioning: str = "cross_attention"
     patch_size: int = 1  # space-to-depth stem: the U-Net runs at resolution / patch_size (paper: 1)
 
     def __post_init__(self):
@@ -104,9 +115,9 @@ class DenoiserConfig(UNetShape):
             raise ValueError(
                 f"denoiser.conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}"
             )
-        if self.conditioning == "adagn" and not self.scale_shift_norm:
+        if self.conditioning != "cross_attention" and not self.scale_shift_norm:
             raise ValueError(
-                "denoiser.scale_shift_norm must be true with conditioning='adagn' "
+                f"denoiser.scale_shift_norm must be true with conditioning={self.conditioning!r} "
                 "(the tokens act through the group norms' scale and shift)"
             )
 
@@ -138,12 +149,18 @@ class Denoiser(nn.Module):
             dropout=config.dropout,
             resnet_time_scale_shift="scale_shift" if config.scale_shift_norm else "default",
         )
-        if config.conditioning == "adagn":
+        if config.conditioning != "cross_attention":
             if num_units is None:
                 raise ValueError(
-                    "denoiser.conditioning='adagn' needs num_units (the tokens are concatenated)"
+                    f"denoiser.conditioning={config.conditioning!r} needs num_units (the tokens are "
+                    "concatenated)"
                 )
-            self.unet = _adagn_unet(config, num_units * token_dim, shape)
+            code_dim = num_units * token_dim
+            if config.conditioning in CODE_MODULATIONS:
+                self.unet = _adagn_unet(config, None, shape)
+                install_code_modulation(self.unet, code_dim, CODE_MODULATIONS[config.conditioning])
+            else:
+                self.unet = _adagn_unet(config, code_dim, shape)
         else:
             self.unet = UNet2DConditionModel(
                 down_block_types=tuple(
@@ -164,21 +181,25 @@ class Denoiser(nn.Module):
         if self.conditioning == "adagn":
             code = tokens.flatten(1)  # (B, N d)
             out = self.unet(x, t, encoder_hidden_states=None, class_labels=code, return_dict=False)[0]
+        elif self.conditioning in CODE_MODULATIONS:
+            code = tokens.flatten(1)  # (B, N d)
+            out = self.unet(x, t, encoder_hidden_states=None, timestep_cond=code, return_dict=False)[0]
         else:
             out = self.unet(x, t, encoder_hidden_states=tokens, return_dict=False)[0]
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out  # (B, C, H, W)
 
 
-def _adagn_unet(config: DenoiserConfig, code_dim: int, shape: dict) -> UNet2DConditionModel:
+def _adagn_unet(config: DenoiserConfig, code_dim: int | None, shape: dict) -> UNet2DConditionModel:
     """The U-Net without cross-attention: self-attention where the transformer blocks were, and the
-    concatenated tokens projected into the timestep embedding that drives every scale-shift norm."""
+    concatenated tokens projected into the timestep embedding that drives every scale-shift norm
+    (``code_dim`` None: no projection; the code is installed per block, code_modulation.py)."""
     attention = (*config.cross_attention[:-1], True)  # the bottleneck always attends
     head_width = min(c for c, a in zip(config.channels, attention, strict=True) if a) // config.heads
     unet = UNet2DConditionModel(
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in config.cross_attention),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.cross_attention)),
         attention_head_dim=head_width,  # the head width in diffusers' self-attention blocks
-        class_embed_type="projection",  # MLP(code) added to the timestep embedding
+        class_embed_type=None if code_dim is None else "projection",  # MLP(code) added to the temb
         projection_class_embeddings_input_dim=code_dim,
         mid_block_type=None,  # diffusers' attention-free "UNetMidBlock2D" has a single resnet
         **shape,

@@ -23,9 +23,11 @@ what EncDiff's ``model.first_stage.path`` uses.
 
 from __future__ import annotations
 
+from diffdrl.models.diffae import DiffAE, DiffAEConfig
 from diffdrl.models.encdec import EncDec, EncDecConfig
 from diffdrl.models.encdiff import EncDiff, EncDiffConfig
 from diffdrl.models.first_stage import KLAutoencoder, KLAutoencoderConfig, VQAutoencoder, VQAutoencoderConfig
+from diffdrl.models.infodiffusion import InfoDiffusion, InfoDiffusionConfig
 from diffdrl.models.latent_space import BUILTIN, check_compatible, read_info
 from diffdrl.models.vae import BetaTCVAE, BetaTCVAEConfig, BetaVAE, BetaVAEConfig, FactorVAE, FactorVAEConfig
 
@@ -37,6 +39,8 @@ MODELS: dict[str, tuple[type, type]] = {
     "factorvae": (FactorVAEConfig, FactorVAE),
     "vq": (VQAutoencoderConfig, VQAutoencoder),  # first stages (models/first_stage.py): no units
     "kl": (KLAutoencoderConfig, KLAutoencoder),
+    "diffae": (DiffAEConfig, DiffAE),  # diffusion baselines: Diff-AE, InfoDiffusion
+    "infodiffusion": (InfoDiffusionConfig, InfoDiffusion),
 }
 
 

@@ -1,5 +1,5 @@
-"""The VAE baselines' loss terms, each formula once: reconstruction, KL, total correlation (TC) and
-FactorVAE's dimension-wise permutation.
+"""The VAE baselines' loss terms, each formula once: reconstruction, KL, total correlation (TC),
+FactorVAE's dimension-wise permutation, and the MMD prior match InfoDiffusion takes from InfoVAE.
 
 Shapes: codes ``z``, posterior means ``mu`` and log-variances ``logvar`` are (B, N). Every term is
 computed in float32 whatever the network's precision.
@@ -26,6 +26,20 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mu, exp(logvar)) || N(0, I) ) per sample (B,), summed over units (closed form)."""
     return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(1)
+
+
+def mmd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MMD^2 between the samples a (n, K) and b (m, K), a scalar: the biased (V-statistic) estimate
+    mean k(a, a') + mean k(b, b') - 2 mean k(a, b), diagonals included, with InfoVAE's kernel
+    k(x, y) = exp(-mean_d (x_d - y_d)^2 / K) (Zhao et al. 2019; InfoDiffusion's ``compute_mmd``):
+    the squared distance divided by K^2, a bandwidth that grows with the code size."""
+    a, b = a.float(), b.float()
+    dim = a.shape[1]
+
+    def kernel(x, y):  # (n, m)
+        return torch.exp(-(x[:, None] - y[None]).square().sum(-1) / dim**2)  # exact, also at x = y
+
+    return kernel(a, a).mean() + kernel(b, b).mean() - 2.0 * kernel(a, b).mean()
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

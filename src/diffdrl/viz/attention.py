@@ -57,8 +57,9 @@ class CrossAttentionCapture:
         if not self.layers:
             raise ValueError(
                 "attention maps need a denoiser that reads its tokens through cross-attention, and this one "
-                "has none (model.denoiser.conditioning='adagn' feeds the concatenated tokens to the group "
-                "norms instead, so no per-token attention exists to show)"
+                "has none (AdaGN conditioning, model.denoiser.conditioning='adagn' as in Diff-AE and "
+                "InfoDiffusion, feeds the concatenated tokens to the group norms instead, so no per-token "
+                "attention exists to show)"
             )
         self.maps: list[torch.Tensor] = []
 
