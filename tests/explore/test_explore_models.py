@@ -1,5 +1,6 @@
 """The explorer over every kind of model: DyGA's anchors on the sliders, EncDiff-V's vector units,
-EncDec's one-pass decoder, AdaGN (no cross-attention), each at the tests' tiny size."""
+EncDec's one-pass decoder, AdaGN (no cross-attention; also Diff-AE and InfoDiffusion), each at the
+tests' tiny size."""
 
 import base64
 import io
@@ -15,7 +16,7 @@ from diffdrl.training.runs import load_run
 from diffdrl.training.trainer import train
 from diffdrl.viz.interchange import interchange
 from diffdrl.viz.traversal import traverse, unit_ranges
-from helpers.tiny import TINY
+from helpers.tiny import TINY, TINY_CODE
 
 QUICK = {"reference": 100, "factor_samples": 150}
 DYGA = [
@@ -32,6 +33,8 @@ MODELS = {
         [o.replace("model.denoiser.", "model.decoder.") for o in TINY if "schedule" not in o],
     ),
     "adagn": ("tiny-cpu-adagn", TINY),
+    "diffae": ("tiny-cpu-diffae", TINY_CODE),
+    "infodiffusion": ("tiny-cpu-infodiffusion", TINY_CODE),
 }
 
 
@@ -67,7 +70,7 @@ def test_dyga_anchors_sit_where_the_units_token_meets_the_component_mean(tmp_pat
         ex.close()
 
 
-@pytest.mark.parametrize("name", ["encdiffv", "encdec", "adagn"])
+@pytest.mark.parametrize("name", ["encdiffv", "encdec", "adagn", "diffae", "infodiffusion"])
 def test_every_model_renders_swaps_and_traverses_as_the_library(name, tmp_path):
     ex = open_model(name, tmp_path)
     try:
@@ -89,7 +92,7 @@ def test_every_model_renders_swaps_and_traverses_as_the_library(name, tmp_path):
         )
         for got, want in zip(strip["pngs"], rows[0], strict=True):
             assert np.abs(png(base64.b64decode(got.split(",")[1])).astype(int) - want).max() <= 1
-        if name == "adagn":
+        if name in ("adagn", "diffae", "infodiffusion"):  # AdaGN conditioning: no cross-attention
             assert "no per-token attention" in ex.info()["attention_reason"]
             with pytest.raises(ValueError, match="cross-attention"):
                 ex.attention(a.id)
