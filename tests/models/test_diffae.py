@@ -133,3 +133,17 @@ def test_bad_settings_are_one_line_errors_with_exit_2(preset, override, message,
     assert main(["train", "--config", preset, "--dry-run", override]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_report_draws_the_pictures_and_states_the_skips(tmp_path):
+    """Diff-AE's report (InfoDiffusion draws through the same CodeDiffusion path)."""
+    run = tmp_path / "run"
+    train(tiny("diffae", "train.steps=1"), run, progress=False)
+    assert main(["report", str(run), "--out", str(tmp_path / "report"), "--pairs", "2", "--steps", "2"]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    for title in ("Unit embeddings", "Cross-attention maps"):  # no per-unit tokens to show
+        assert f"<h2>{title}</h2><p>Does not apply: " in page, title
+    assert "one-number token" in page
+    for title in ("Latent interchange", "Traversals", "Reconstructions"):
+        section = page.split(f"<h2>{title}</h2>")[1].split("<h2>")[0]
+        assert "data:image/png;base64," in section and "Does not apply" not in section, title

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from diffdrl.models.representation import encode_tokens, tokens_unavailable
+from diffdrl.models.representation import encode_tokens, tokens_unavailable, unit_width
 from diffdrl.training.runs import Run
 from diffdrl.viz.grid import panels, save_figure
 from diffdrl.viz.unit_factor import unit_factor_importance
@@ -48,9 +48,23 @@ def embeddings_unavailable(run: Run) -> str | None:
     """Why unit embeddings cannot be drawn for this run, or None when they can."""
     if reason := tokens_unavailable(run.model, "unit embeddings"):
         return reason
+    if _token_width(run.model) < 2:  # Diff-AE, InfoDiffusion: each token is its unit's own number
+        return (
+            f"unit embeddings: model {run.config.model.name!r} reads each unit as a one-number token "
+            "(the unit itself), so there is no token embedding to draw"
+        )
     if not getattr(run.data, "factor_sizes", None):
         return f"unit embeddings: dataset {run.config.data.name!r} has no ground-truth factors to colour by"
     return None
+
+
+def _token_width(model) -> int:
+    """d, the width of one token (EncDiff: ``token_dim``; a code-conditioned model: 1)."""
+    import torch
+
+    units = torch.zeros(1, unit_width(model), device=next(model.parameters()).device)
+    with torch.no_grad():
+        return model.tokens(units).shape[-1]
 
 
 def save_unit_embeddings(
