@@ -1,6 +1,15 @@
 """A bounded load test of ``diffdrl explore`` on loopback: N concurrent clients, each making a fixed
 number of slider requests (renders of random slider positions, so every one misses the cache).
 
+Each x_T start the server offers is measured side by side in one invocation (``--starts``): "noise"
+(fresh noise from the seed, the explorer's only path before edits started from the image) and
+"inversion" (the picked image's DDIM inversion, computed on its first render and cached). Before
+the load, on the idle server, ``--first`` newly picked images each get one render request of their
+own units, timed alone: a new image's first render, its inversion included under "inversion"; and
+the page's pick (its three renders at once: the round trip, the fresh-noise regeneration and the
+edit at the image's own values). Under load each client's image is new to the server too, so its
+first slider request includes the inversion.
+
 The server runs as its own process (``python -m diffdrl explore RUN``), so its resident memory is
 measured alone (Linux: /proc/PID/status). For each N it records p50/p95/max latency, throughput,
 lost responses (no answer, or not HTTP 200) and the server's RSS; the test fails (exit 1) on a
@@ -9,7 +18,8 @@ caches are bounded: 1024 PNGs and 256 images, well under a MiB at these sizes, s
 the bound would mean a leak).
 
     python benchmarks/explore_load.py                      # trains a tiny run in a temp dir first
-    python benchmarks/explore_load.py --run runs/demo --clients 8,32 --requests 10
+    python benchmarks/explore_load.py --run runs/demo --clients 8,32 --requests 10 \
+        --out benchmarks/results/explore_load-demo-cpu.json
 """
 
 from __future__ import annotations
@@ -70,11 +80,66 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run_clients(base: str, clients: int, requests: int, seed: int = 0, timeout: float = 300.0) -> dict:
-    """``clients`` concurrent clients, each picking an image and making ``requests`` slider renders
-    one after another; latencies of the renders, and how many got no HTTP 200 answer."""
+def _ms(latencies) -> dict:
+    ms = np.asarray(latencies) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+async def first_renders(base: str, images: int, start: str | None, image_seed: int, timeout=300.0) -> dict:
+    """Latency of a new image's first render (one request, its own units, alone on the server) over
+    ``images`` images the server has not seen (seeds from ``image_seed``); for start "inversion",
+    the page's default, also of the page's pick (its round trip, fresh-noise regeneration and edit
+    at the image's own values, requested at once)."""
     import httpx
 
+    first, pick = [], []
+    extra = {} if start is None else {"start": start}
+    phases = ((first, False), (pick, True)) if start == "inversion" else ((first, False),)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
+        for k in range(images):
+            for times, page in phases:
+                seed = image_seed + 2 * k + page
+                image = (await http.post("/api/images/random", json={"seed": seed})).json()
+                own = {"image_id": image["image_id"]}
+                bodies = [{**own, **extra}]
+                if page:  # the page's three renders of a newly picked image (explorer.js: useA)
+                    bodies = [
+                        {**own, "start": "inversion"},
+                        {**own, "start": "noise"},
+                        {**own, "values": image["values"], **extra},
+                    ]
+                begin = time.perf_counter()
+                answers = await asyncio.gather(*(http.post("/api/render", json=b) for b in bodies))
+                times.append(time.perf_counter() - begin)
+                if any(a.status_code != 200 for a in answers):
+                    raise RuntimeError(f"a first render failed: {[a.text for a in answers]}")
+    return {
+        "start": start,
+        "images": images,
+        "first_render": _ms(first),
+        "page_pick": _ms(pick) if pick else None,
+    }
+
+
+async def run_clients(
+    base: str,
+    clients: int,
+    requests: int,
+    seed: int = 0,
+    timeout: float = 300.0,
+    start: str | None = None,
+    image_seed: int = 0,
+) -> dict:
+    """``clients`` concurrent clients, each picking an image (seed ``image_seed + k``) and making
+    ``requests`` slider renders one after another from ``start`` (None: the server's default);
+    latencies of the renders, and how many got no HTTP 200 answer."""
+    import httpx
+
+    extra = {} if start is None else {"start": start}
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
         info = (await http.get("/api/info")).json()
         low = np.array([u["low"] for u in info["units"]])
@@ -83,13 +148,15 @@ async def run_clients(base: str, clients: int, requests: int, seed: int = 0, tim
 
         async def client(k: int) -> tuple[list[float], int]:
             rng = np.random.default_rng([seed, k])
-            image = (await http.post("/api/images/random", json={"seed": int(k)})).json()["image_id"]
+            pick = {"seed": int(image_seed + k)}
+            image = (await http.post("/api/images/random", json=pick)).json()["image_id"]
             latencies, lost = [], 0
             for _ in range(requests):
                 values = (low + rng.random(len(low)) * (high - low)).tolist()
                 start = time.perf_counter()
                 try:
-                    r = await http.post("/api/render", json={"image_id": image, "values": values})
+                    body = {"image_id": image, "values": values, **extra}
+                    r = await http.post("/api/render", json=body)
                     ok = r.status_code == 200 and r.json()["png"].startswith("data:image/png;base64,")
                 except (httpx.HTTPError, ValueError):
                     ok = False
@@ -105,13 +172,13 @@ async def run_clients(base: str, clients: int, requests: int, seed: int = 0, tim
     batches = status_after["batches"] - status_before["batches"]
     rendered = status_after["rendered"] - status_before["rendered"]
     return {
+        "start": start,
         "clients": clients,
         "requests_per_client": requests,
         "responses": int(len(latencies)),
         "lost": int(sum(r[1] for r in results)),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
-        "p95_ms": round(float(np.percentile(latencies, 95)), 1),
-        "max_ms": round(float(latencies.max()), 1),
+        **_ms(latencies / 1000),
+        "inverted": status_after["inverted"] - status_before["inverted"],
         "throughput_per_s": round(len(latencies) / wall, 2),
         "wall_s": round(wall, 2),
         "batches": batches,
@@ -148,12 +215,21 @@ def main() -> int:
     parser.add_argument("--run", help="run directory (default: train the tiny test model in a temp dir)")
     parser.add_argument("--clients", default="8,32", help="comma-separated client counts (default 8,32)")
     parser.add_argument("--requests", type=int, default=10, help="slider requests per client (default 10)")
+    parser.add_argument(
+        "--starts", default="noise,inversion", help="x_T starts to compare, side by side (default both)"
+    )
+    parser.add_argument("--first", type=int, default=8, help="new images timed alone per start (default 8)")
     parser.add_argument("--rss-bound-mib", type=float, default=150.0, help="allowed server RSS growth")
     parser.add_argument("--out", default="benchmarks/results/explore_load-cpu.json")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
-    if args.requests < 1 or any(c < 1 for c in counts):
-        parser.error("--clients and --requests must be positive")
+    starts = args.starts.split(",")
+    if args.requests < 1 or args.first < 1 or any(c < 1 for c in counts):
+        parser.error("--clients, --requests and --first must be positive")
+    if bad := [s for s in starts if s not in ("noise", "inversion")]:
+        parser.error(f"--starts {bad}: the starts are noise and inversion")
+
+    import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else tiny_run(Path(tmp))
@@ -162,15 +238,23 @@ def main() -> int:
         server = start_server(run, port)
         try:
             wait_ready(server, base)
-            asyncio.run(run_clients(base, 4, 3, seed=99))  # warm-up: first batches, allocator, caches
+            info = httpx.get(base + "/api/info", timeout=30).json()
+            for start in starts:  # warm-up: first batches, allocator, caches, each start's path
+                asyncio.run(run_clients(base, 4, 3, seed=99, start=start, image_seed=10**6))
             rss = [rss_mib(server.pid)]
-            rows = []
+            firsts, rows, fresh = [], [], 2 * 10**6  # image seeds no earlier phase picked
+            for start in starts:
+                firsts.append(asyncio.run(first_renders(base, args.first, start, fresh)))
+                fresh += 2 * args.first
+                print(json.dumps(firsts[-1]))
             for n in counts:
-                row = asyncio.run(run_clients(base, n, args.requests))
-                rss.append(rss_mib(server.pid))
-                row["server_rss_mib"] = round(rss[-1], 1)
-                rows.append(row)
-                print(json.dumps(row))
+                for start in starts:
+                    row = asyncio.run(run_clients(base, n, args.requests, start=start, image_seed=fresh))
+                    fresh += n
+                    rss.append(rss_mib(server.pid))
+                    row["server_rss_mib"] = round(rss[-1], 1)
+                    rows.append(row)
+                    print(json.dumps(row))
             crashed = server.poll() is not None
         finally:
             server.terminate()
@@ -183,7 +267,9 @@ def main() -> int:
         failures.append(f"server RSS grew {growth:.1f} MiB, over the {args.rss_bound_mib} MiB bound")
     record = {
         "run": str(args.run or "tiny test model (trained 4 steps in a temp dir)"),
-        "sampler": "server default (dpm++, 10 steps)",
+        "sampler": f"server default ({info['sampler']}, {info['steps']} steps)",
+        "resolution": info["resolution"],
+        "first_renders": firsts,
         "cpu_count": os.cpu_count(),
         "torch_threads": os.environ.get("OMP_NUM_THREADS"),
         "rss_after_warmup_mib": round(rss[0], 1),
