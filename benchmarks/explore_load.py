@@ -1,14 +1,15 @@
 """A bounded load test of ``diffdrl explore`` on loopback: N concurrent clients, each making a fixed
 number of slider requests (renders of random slider positions, so every one misses the cache).
 
-Each x_T start the server offers is measured side by side in one invocation (``--starts``): "noise"
-(fresh noise from the seed, the explorer's only path before edits started from the image) and
-"inversion" (the picked image's DDIM inversion, computed on its first render and cached). Before
-the load, on the idle server, ``--first`` newly picked images each get one render request of their
-own units, timed alone: a new image's first render, its inversion included under "inversion"; and
-the page's pick (its three renders at once: the round trip, the fresh-noise regeneration and the
-edit at the image's own values). Under load each client's image is new to the server too, so its
-first slider request includes the inversion.
+Render settings are measured side by side in one invocation (``--settings``), so a before/after
+comparison shares the machine's load: by default "noise:dpm++:10" (x_T drawn from the seed,
+DPM-Solver++ at 10 steps: the explorer's default before edits started from the image) and the
+server's own default (now the picked image's DDIM inversion, computed on its first render and
+cached). Before the load, on the idle server, ``--first`` newly picked images each get one render
+request of their own units, timed alone: a new image's first render, its inversion included when
+starting from it; for the server's default also the page's pick (its three renders at once: the
+round trip, the fresh-noise regeneration and the edit at the image's own values). Under load each
+client's image is new to the server too, so its first slider request includes the inversion.
 
 The server runs as its own process (``python -m diffdrl explore RUN``), so its resident memory is
 measured alone (Linux: /proc/PID/status). For each N it records p50/p95/max latency, throughput,
@@ -89,28 +90,41 @@ def _ms(latencies) -> dict:
     }
 
 
-async def first_renders(base: str, images: int, start: str | None, image_seed: int, timeout=300.0) -> dict:
-    """Latency of a new image's first render (one request, its own units, alone on the server) over
-    ``images`` images the server has not seen (seeds from ``image_seed``); for start "inversion",
-    the page's default, also of the page's pick (its round trip, fresh-noise regeneration and edit
-    at the image's own values, requested at once)."""
+def setting(spec: str) -> dict:
+    """The render options of a ``--settings`` entry: "default" (the server's own: nothing sent) or
+    START:SAMPLER:STEPS, e.g. "noise:dpm++:10" (the explorer's only path before edits started from
+    the image)."""
+    if spec == "default":
+        return {}
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] not in ("noise", "inversion") or not parts[2].isdigit():
+        raise ValueError(
+            f"a setting is 'default' or START:SAMPLER:STEPS with START noise or inversion, got {spec!r}"
+        )
+    return {"start": parts[0], "sampler": parts[1], "steps": int(parts[2])}
+
+
+async def first_renders(base: str, images: int, options: dict, image_seed: int, timeout=300.0) -> dict:
+    """Latency of a new image's first render (one request of its own units, alone on the server)
+    with the render ``options`` over ``images`` images the server has not seen (seeds from
+    ``image_seed``); for the server's default options also of the page's pick: its round trip,
+    fresh-noise regeneration and edit at the image's own values, requested at once (explorer.js)."""
     import httpx
 
     first, pick = [], []
-    extra = {} if start is None else {"start": start}
-    phases = ((first, False), (pick, True)) if start == "inversion" else ((first, False),)
+    phases = ((first, False), (pick, True)) if not options else ((first, False),)
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
         for k in range(images):
             for times, page in phases:
                 seed = image_seed + 2 * k + page
                 image = (await http.post("/api/images/random", json={"seed": seed})).json()
-                own = {"image_id": image["image_id"]}
-                bodies = [{**own, **extra}]
-                if page:  # the page's three renders of a newly picked image (explorer.js: useA)
+                own = {"image_id": image["image_id"], **options}
+                bodies = [own]
+                if page:
                     bodies = [
                         {**own, "start": "inversion"},
                         {**own, "start": "noise"},
-                        {**own, "values": image["values"], **extra},
+                        {**own, "values": image["values"]},
                     ]
                 begin = time.perf_counter()
                 answers = await asyncio.gather(*(http.post("/api/render", json=b) for b in bodies))
@@ -118,7 +132,7 @@ async def first_renders(base: str, images: int, start: str | None, image_seed: i
                 if any(a.status_code != 200 for a in answers):
                     raise RuntimeError(f"a first render failed: {[a.text for a in answers]}")
     return {
-        "start": start,
+        "options": options or "server default",
         "images": images,
         "first_render": _ms(first),
         "page_pick": _ms(pick) if pick else None,
@@ -131,15 +145,16 @@ async def run_clients(
     requests: int,
     seed: int = 0,
     timeout: float = 300.0,
-    start: str | None = None,
+    options: dict | None = None,
     image_seed: int = 0,
 ) -> dict:
     """``clients`` concurrent clients, each picking an image (seed ``image_seed + k``) and making
-    ``requests`` slider renders one after another from ``start`` (None: the server's default);
-    latencies of the renders, and how many got no HTTP 200 answer."""
+    ``requests`` slider renders one after another with the render ``options`` (start, sampler,
+    steps; none: the server's defaults); latencies of the renders, and how many got no HTTP 200
+    answer."""
     import httpx
 
-    extra = {} if start is None else {"start": start}
+    options = options or {}
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
         info = (await http.get("/api/info")).json()
         low = np.array([u["low"] for u in info["units"]])
@@ -153,31 +168,31 @@ async def run_clients(
             latencies, lost = [], 0
             for _ in range(requests):
                 values = (low + rng.random(len(low)) * (high - low)).tolist()
-                start = time.perf_counter()
+                begin = time.perf_counter()
                 try:
-                    body = {"image_id": image, "values": values, **extra}
+                    body = {"image_id": image, "values": values, **options}
                     r = await http.post("/api/render", json=body)
                     ok = r.status_code == 200 and r.json()["png"].startswith("data:image/png;base64,")
                 except (httpx.HTTPError, ValueError):
                     ok = False
-                latencies.append(time.perf_counter() - start)
+                latencies.append(time.perf_counter() - begin)
                 lost += not ok
             return latencies, lost
 
-        start = time.perf_counter()
+        begin = time.perf_counter()
         results = await asyncio.gather(*(client(k) for k in range(clients)))
-        wall = time.perf_counter() - start
+        wall = time.perf_counter() - begin
         status_after = (await http.get("/api/status")).json()
-    latencies = np.array([t for r in results for t in r[0]]) * 1000
+    latencies = np.array([t for r in results for t in r[0]])
     batches = status_after["batches"] - status_before["batches"]
     rendered = status_after["rendered"] - status_before["rendered"]
     return {
-        "start": start,
+        "options": options or "server default",
         "clients": clients,
         "requests_per_client": requests,
         "responses": int(len(latencies)),
         "lost": int(sum(r[1] for r in results)),
-        **_ms(latencies / 1000),
+        **_ms(latencies),
         "inverted": status_after["inverted"] - status_before["inverted"],
         "throughput_per_s": round(len(latencies) / wall, 2),
         "wall_s": round(wall, 2),
@@ -216,18 +231,22 @@ def main() -> int:
     parser.add_argument("--clients", default="8,32", help="comma-separated client counts (default 8,32)")
     parser.add_argument("--requests", type=int, default=10, help="slider requests per client (default 10)")
     parser.add_argument(
-        "--starts", default="noise,inversion", help="x_T starts to compare, side by side (default both)"
+        "--settings",
+        default="noise:dpm++:10,default",
+        help="render settings compared side by side: 'default' (the server's) or START:SAMPLER:STEPS "
+        "(default: noise:dpm++:10, the explorer's default before edits started from the image, and default)",
     )
-    parser.add_argument("--first", type=int, default=8, help="new images timed alone per start (default 8)")
+    parser.add_argument("--first", type=int, default=8, help="new images timed alone per setting (default 8)")
     parser.add_argument("--rss-bound-mib", type=float, default=150.0, help="allowed server RSS growth")
     parser.add_argument("--out", default="benchmarks/results/explore_load-cpu.json")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
-    starts = args.starts.split(",")
     if args.requests < 1 or args.first < 1 or any(c < 1 for c in counts):
         parser.error("--clients, --requests and --first must be positive")
-    if bad := [s for s in starts if s not in ("noise", "inversion")]:
-        parser.error(f"--starts {bad}: the starts are noise and inversion")
+    try:
+        settings = [setting(spec) for spec in args.settings.split(",")]
+    except ValueError as err:
+        parser.error(str(err))
 
     import httpx
 
@@ -239,17 +258,17 @@ def main() -> int:
         try:
             wait_ready(server, base)
             info = httpx.get(base + "/api/info", timeout=30).json()
-            for start in starts:  # warm-up: first batches, allocator, caches, each start's path
-                asyncio.run(run_clients(base, 4, 3, seed=99, start=start, image_seed=10**6))
+            for options in settings:  # warm-up: first batches, allocator, caches, each setting's path
+                asyncio.run(run_clients(base, 4, 3, seed=99, options=options, image_seed=10**6))
             rss = [rss_mib(server.pid)]
             firsts, rows, fresh = [], [], 2 * 10**6  # image seeds no earlier phase picked
-            for start in starts:
-                firsts.append(asyncio.run(first_renders(base, args.first, start, fresh)))
+            for options in settings:
+                firsts.append(asyncio.run(first_renders(base, args.first, options, fresh)))
                 fresh += 2 * args.first
                 print(json.dumps(firsts[-1]))
             for n in counts:
-                for start in starts:
-                    row = asyncio.run(run_clients(base, n, args.requests, start=start, image_seed=fresh))
+                for options in settings:
+                    row = asyncio.run(run_clients(base, n, args.requests, options=options, image_seed=fresh))
                     fresh += n
                     rss.append(rss_mib(server.pid))
                     row["server_rss_mib"] = round(rss[-1], 1)
@@ -267,7 +286,7 @@ def main() -> int:
         failures.append(f"server RSS grew {growth:.1f} MiB, over the {args.rss_bound_mib} MiB bound")
     record = {
         "run": str(args.run or "tiny test model (trained 4 steps in a temp dir)"),
-        "sampler": f"server default ({info['sampler']}, {info['steps']} steps)",
+        "server_default": f"{info['start']}, {info['sampler']}, {info['steps']} steps",
         "resolution": info["resolution"],
         "first_renders": firsts,
         "cpu_count": os.cpu_count(),

@@ -9,8 +9,9 @@ what a newly picked image costs before its first edit. The first stage's own rou
 decode(encode(x)) is the ceiling of any regeneration of a latent model, so it is reported too.
 
 The pick: the fastest setting whose inversion round trip reaches ``--bar`` dB, fastest meaning the
-fewest denoiser evaluations (one per step for DDIM and DPM-Solver++), ties broken by the measured
-single-image time; none if no setting reaches the bar. Timings are wall clock on whatever else the
+fewest denoiser evaluations (one per step for DDIM and DPM-Solver++, so equal steps cost the same
+and the measured times differ by noise), ties broken by the higher round-trip PSNR; none if no
+setting reaches the bar. Timings are wall clock on whatever else the
 machine is doing: compare rows of one run, not runs of different machines.
 
     python benchmarks/preview_sampling.py runs/demo --out benchmarks/results/preview_sampling-demo.json
@@ -91,10 +92,10 @@ def measure(model, images, samplers=SAMPLERS, steps=STEPS, repeats: int = 3, see
 
 
 def choose(rows: list[dict], bar: float) -> dict | None:
-    """The fastest (fewest steps, then least single-image time) setting whose inversion round trip
+    """The fastest (fewest steps, then the better round trip) setting whose inversion round trip
     reaches ``bar`` dB, or None."""
     good = [r for r in rows if r["start"] == "inversion" and r["psnr"] >= bar]
-    return min(good, key=lambda r: (r["steps"], r["ms_one_image"]), default=None)
+    return min(good, key=lambda r: (r["steps"], -r["psnr"]), default=None)
 
 
 @torch.no_grad()

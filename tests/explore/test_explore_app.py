@@ -134,6 +134,15 @@ def test_render_from_inversion_is_the_librarys_edit_from_inversion(client, explo
     assert fresh["png"] != own["png"]
 
 
+def test_an_upload_is_edited_from_its_inversion_too(client, explorer):
+    photo = np.random.default_rng(1).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    up = client.post("/api/images/upload", content=png_bytes(photo)).json()
+    image = pixels(up["png"])
+    r = client.post("/api/render", json={"image_id": up["image_id"], "sampler": "ddim", "steps": 4}).json()
+    trip = to_uint8(reconstruct(explorer.model, image[None], steps=4, start="inversion"))[0]
+    assert np.abs(pixels(r["png"]).astype(int) - trip).max() <= 1
+
+
 def test_an_image_is_inverted_once_per_steps(explorer):
     image = explorer.random_image(21)
     before = explorer.queue.inverted

@@ -32,10 +32,13 @@ from diffdrl.viz.traversal import unit_ranges
 
 __all__ = ["Explorer", "ExploredImage", "data_url"]
 
-# The explorer's one deliberate difference from DEFAULT_SAMPLING (diffusion.sampling): a slider
-# drag should answer in a fraction of a second on a CPU, so previews take fewer steps (the page can
-# ask for more).
-PREVIEW_SAMPLING = Sampling("dpm++", 10)
+# The explorer's one deliberate difference from DEFAULT_SAMPLING (diffusion.sampling), chosen by
+# measurement (benchmarks/preview_sampling.py on the demo's model, RESULTS.md "The explorer's
+# preview sampler"): the fewest steps whose inversion round trip brings the picked image back at
+# PSNR >= 25 dB are DPM-Solver++'s 25 (10 steps: 23.7 dB; the first stage alone: 26.3 dB). A
+# render costs one denoiser pass per step, so a slider move costs 2.5x the former 10 steps; the
+# page's steps field trades the round trip for speed.
+PREVIEW_SAMPLING = Sampling("dpm++", 25)
 # Edits start from the picked image's DDIM-inverted x_T (viz.render.inverted_start), as the report's
 # edits and diffusion autoencoders do: with every slider at the image's own value the image comes
 # back, so a moved slider shows only what its unit carries. "noise" (x_T drawn from the seed) shows
