@@ -80,7 +80,7 @@ def test_edits_start_from_the_picked_image_and_fresh_noise_regenerates(page, liv
     assert psnr_of(shown(page, "#edited"), picked) >= 25  # every slider at the image's own value
     assert page.inner_text("#edited-caption").startswith("PSNR")
     assert "dB" in page.inner_text("#roundtrip-psnr") and "dB" in page.inner_text("#regen-psnr")
-    np.testing.assert_array_equal(shown(page, "#roundtrip-a"), shown(page, "#edited"))
+    assert np.abs(shown(page, "#roundtrip-a").astype(int) - shown(page, "#edited")).max() <= 1
     page.focus(".unit-slider[data-unit='0']")  # one slider to its top, by keyboard as a user would
     page.keyboard.press("End")
     settle(page)
@@ -101,7 +101,7 @@ def test_edits_start_from_the_picked_image_and_fresh_noise_regenerates(page, liv
     page.select_option("#start", "inversion")
     page.click("#reset-all")
     settle(page)
-    np.testing.assert_array_equal(shown(page, "#edited"), shown(page, "#roundtrip-a"))
+    assert np.abs(shown(page, "#edited").astype(int) - shown(page, "#roundtrip-a")).max() <= 1
 
 
 def test_the_page_loads_and_a_slider_changes_the_image(page, live_server, explorer):

@@ -103,12 +103,16 @@ async function requestRender() {
 // The picked image's two regenerations under its own units, each with its PSNR against it: the
 // inversion round trip (the image comes back: what the edits start from) and fresh noise (what the
 // units alone determine). A one-pass decoder has one decode, shown in both.
+// Only the newest call shows its answers: an older one (other sampling options) may finish later.
+let regenerations = 0;
 async function regenerate() {
   if (!state.a) return;
+  const call = ++regenerations;
   const body = { image_id: state.a.image_id, ...sampling() };
   const starts = state.info.diffusion ? ["inversion", "noise"] : [undefined];
   const [trip, fresh] = await withProgress(
     Promise.all(starts.map((start) => api("/api/render", { ...body, ...(start ? { start } : {}) }))), "regenerating");
+  if (call !== regenerations) return;
   const noise = fresh || trip;
   setImage($("roundtrip-a"), trip.png);
   $("roundtrip-psnr").textContent = dB(trip.psnr);
