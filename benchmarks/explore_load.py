@@ -6,7 +6,8 @@ comparison shares the machine's load: by default "noise:dpm++:10" (x_T drawn fro
 DPM-Solver++ at 10 steps: the explorer's default before edits started from the image) and the
 server's own default (now the picked image's DDIM inversion, computed on its first render and
 cached). Before the load, on the idle server, ``--first`` newly picked images each get one render
-request of their own units, timed alone: a new image's first render, its inversion included when
+request of their own units, timed alone (wall clock, and the server's CPU seconds, which other
+jobs on the machine do not inflate): a new image's first render, its inversion included when
 starting from it; for the server's default also the page's pick (its three renders at once: the
 round trip, the fresh-noise regeneration and the edit at the image's own values). Under load each
 client's image is new to the server too, so its first slider request includes the inversion.
@@ -75,6 +76,13 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux: /proc/PID/stat), all its threads:
+    what a request costs the server whatever else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,14 +112,17 @@ def setting(spec: str) -> dict:
     return {"start": parts[0], "sampler": parts[1], "steps": int(parts[2])}
 
 
-async def first_renders(base: str, images: int, options: dict, image_seed: int, timeout=300.0) -> dict:
+async def first_renders(
+    base: str, images: int, options: dict, image_seed: int, timeout=300.0, pid: int | None = None
+) -> dict:
     """Latency of a new image's first render (one request of its own units, alone on the server)
     with the render ``options`` over ``images`` images the server has not seen (seeds from
     ``image_seed``); for the server's default options also of the page's pick: its round trip,
-    fresh-noise regeneration and edit at the image's own values, requested at once (explorer.js)."""
+    fresh-noise regeneration and edit at the image's own values, requested at once (explorer.js).
+    With the server's ``pid``, also the server's CPU seconds per first render."""
     import httpx
 
-    first, pick = [], []
+    first, pick, cpu = [], [], []
     phases = ((first, False), (pick, True)) if not options else ((first, False),)
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
         for k in range(images):
@@ -126,15 +137,18 @@ async def first_renders(base: str, images: int, options: dict, image_seed: int, 
                         {**own, "start": "noise"},
                         {**own, "values": image["values"]},
                     ]
-                begin = time.perf_counter()
+                begin, cpu_begin = time.perf_counter(), cpu_seconds(pid) if pid else 0.0
                 answers = await asyncio.gather(*(http.post("/api/render", json=b) for b in bodies))
                 times.append(time.perf_counter() - begin)
+                if pid and not page:
+                    cpu.append(cpu_seconds(pid) - cpu_begin)
                 if any(a.status_code != 200 for a in answers):
                     raise RuntimeError(f"a first render failed: {[a.text for a in answers]}")
     return {
         "options": options or "server default",
         "images": images,
         "first_render": _ms(first),
+        "first_render_server_cpu": _ms(cpu) if cpu else None,
         "page_pick": _ms(pick) if pick else None,
     }
 
@@ -263,7 +277,7 @@ def main() -> int:
             rss = [rss_mib(server.pid)]
             firsts, rows, fresh = [], [], 2 * 10**6  # image seeds no earlier phase picked
             for options in settings:
-                firsts.append(asyncio.run(first_renders(base, args.first, options, fresh)))
+                firsts.append(asyncio.run(first_renders(base, args.first, options, fresh, pid=server.pid)))
                 fresh += 2 * args.first
                 print(json.dumps(firsts[-1]))
             for n in counts:

@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,13 @@ def test_first_renders_time_new_images_and_the_pages_pick(live_server):
     spec = importlib.util.spec_from_file_location("explore_load", SCRIPT)
     load = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(load)
-    default = asyncio.run(load.first_renders(live_server, 2, {}, image_seed=700))
+    pid = os.getpid()  # the live test server runs in this process
+    default = asyncio.run(load.first_renders(live_server, 2, {}, image_seed=700, pid=pid))
     assert default["images"] == 2 and default["page_pick"]["p50_ms"] > 0
+    assert default["first_render_server_cpu"]["p50_ms"] > 0  # a render costs the server CPU
     assert default["first_render"]["p50_ms"] <= default["first_render"]["max_ms"]
     noise = asyncio.run(load.first_renders(live_server, 2, load.setting("noise:dpm++:2"), image_seed=800))
     assert noise["page_pick"] is None and noise["options"]["start"] == "noise"
+    assert noise["first_render_server_cpu"] is None  # no pid given
     with pytest.raises(ValueError, match="START:SAMPLER:STEPS"):
         load.setting("noise:dpm++")
