@@ -36,8 +36,8 @@ __all__ = ["Explorer", "ExploredImage", "data_url"]
 # measurement (benchmarks/preview_sampling.py on the demo's model, RESULTS.md "The explorer's
 # preview sampler"): the fewest steps whose inversion round trip brings the picked image back at
 # PSNR >= 25 dB are DPM-Solver++'s 25 (10 steps: 23.7 dB; the first stage alone: 26.3 dB). A
-# render costs one denoiser pass per step, so a slider move costs 2.5x the former 10 steps; the
-# page's steps field trades the round trip for speed.
+# render costs one denoiser pass per step, so a slider move costs 2.5x the passes of the former 10
+# steps (its load-test p50 1.8-2.5x); the page's steps field trades the round trip for speed.
 PREVIEW_SAMPLING = Sampling("dpm++", 25)
 # Edits start from the picked image's DDIM-inverted x_T (viz.render.inverted_start), as the report's
 # edits and diffusion autoencoders do: with every slider at the image's own value the image comes
