@@ -2,8 +2,10 @@
 
     python docs/explorer_screenshot.py runs/demo --out docs/explorer.png
 
-It picks two dataset images, moves two sliders, opens one unit's traversal strip, swaps a unit from
-the second image and hovers a unit (its attention overlay), then screenshots the page.
+It picks two dataset images, leaves the sliders at the first image's own values (so the edited
+panel shows the image come back from its inversion; ``--move-slider`` moves the traversed unit's
+slider to its top instead), opens one unit's traversal strip, swaps a unit from the second image
+and hovers a unit (its attention overlay), then screenshots the page at 1400x1000.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument(
         "--unit", type=int, default=None, help="unit to traverse (default: the most informative)"
     )
+    parser.add_argument("--move-slider", action="store_true", help="move the unit's slider to its top")
     args = parser.parse_args()
 
     explorer = open_explorer(args.run)
@@ -62,7 +65,7 @@ def main() -> None:
             executable_path=args.chromium,
             headless=True,
             args=ARGS,
-            viewport={"width": 1440, "height": 900},
+            viewport={"width": 1400, "height": 1000},
         )
         page = context.new_page()
         page.set_default_timeout(300_000)
@@ -74,10 +77,10 @@ def main() -> None:
             ".then(window.explorer.useA)"
         )
         page.wait_for_function(idle)
-        for i, key in ((unit, "End"),):
-            page.focus(f".unit-slider[data-unit='{i}']")
-            page.keyboard.press(key)
-        page.wait_for_function(idle)
+        if args.move_slider:
+            page.focus(f".unit-slider[data-unit='{unit}']")
+            page.keyboard.press("End")
+            page.wait_for_function(idle)
         page.click(f".strip-button[data-unit='{unit}']")
         page.wait_for_selector(f"#strip-{unit}")
         page.click(f".swap[data-unit='{unit}']")

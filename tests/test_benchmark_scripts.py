@@ -268,3 +268,29 @@ def test_cpu_budget_extends_a_study_past_its_finished_chunks(tmp_path):
     assert [p["step"] for p in result["points"]] == [2, 4, 6]
     assert all(0.0 <= p["mig"] <= 1.0 for p in result["points"])
     assert not (tmp_path / "runs" / "tiny-seed0" / "train.lock").exists()
+
+
+def test_preview_sampling_measures_every_setting_and_picks_the_fastest_over_the_bar(trained_tiny):
+    script = load_script("preview_sampling")
+    _, images = trained_tiny.sample(4, 0)
+    rows = script.measure(trained_tiny.model, images, ("ddim", "dpm++"), (2, 3), repeats=1)
+    assert [(r["sampler"], r["steps"], r["start"]) for r in rows[:4]] == [
+        ("ddim", 2, "inversion"),
+        ("ddim", 2, "noise"),
+        ("dpm++", 2, "inversion"),
+        ("dpm++", 2, "noise"),
+    ]
+    assert len(rows) == 8 and all(r["psnr_p10"] <= r["psnr"] + 1e-6 for r in rows)
+    for r in rows:  # a first render adds the inversion, from inversion only
+        first = r["ms_one_image_first"] > r["ms_one_image"]
+        assert first == (r["start"] == "inversion")
+    assert script.first_stage_ceiling(trained_tiny.model, images) is None  # pixel space
+    table = [
+        {"sampler": "ddim", "steps": 10, "start": "inversion", "psnr": 24.0, "ms_one_image": 5.0},
+        {"sampler": "dpm++", "steps": 20, "start": "noise", "psnr": 30.0, "ms_one_image": 1.0},
+        {"sampler": "dpm++", "steps": 20, "start": "inversion", "psnr": 26.0, "ms_one_image": 9.0},
+        {"sampler": "ddim", "steps": 20, "start": "inversion", "psnr": 25.5, "ms_one_image": 8.0},
+        {"sampler": "ddim", "steps": 50, "start": "inversion", "psnr": 31.0, "ms_one_image": 20.0},
+    ]
+    assert script.choose(table, 25.0) == table[2]  # fewest steps over the bar, then the better
+    assert script.choose(table, 40.0) is None

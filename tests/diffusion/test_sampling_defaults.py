@@ -15,6 +15,7 @@ from diffdrl.diffusion.sampling import (
     DETERMINISTIC_SAMPLERS,
     EDIT_STEPS,
     SAMPLER_NAMES,
+    STARTS,
     STRIP_STEPS,
     Sampling,
 )
@@ -85,8 +86,10 @@ def test_the_explorer_differs_by_one_named_preview_constant(monkeypatch):
     # Explorer.sampling resolves through the pictures' resolve_sampling with those defaults
     explorer = object.__new__(session.Explorer)
     explorer.model = type("Diffusion", (), {"generate": lambda self: None})()
-    assert explorer.sampling(None, None) == (session.PREVIEW_SAMPLING.sampler, session.PREVIEW_SAMPLING.steps)
-    assert explorer.sampling("ddim", 7) == ("ddim", 7)
+    preview = (session.PREVIEW_SAMPLING.sampler, session.PREVIEW_SAMPLING.steps, session.PREVIEW_START)
+    assert explorer.sampling(None, None) == preview
+    assert explorer.sampling("ddim", 7, "noise") == ("ddim", 7, "noise")
+    assert session.PREVIEW_START in STARTS
 
 
 def test_the_hspace_edits_default_to_edit_steps_and_the_strips_to_strip_steps():

@@ -14,10 +14,11 @@ from diffdrl.data.image_dataset import resize_shorter_and_crop
 from diffdrl.explore.app import create_app
 from diffdrl.explore.render_queue import RenderKey, RenderQueue
 from diffdrl.explore.session import Explorer
+from diffdrl.metrics.reconstruction import psnr
 from diffdrl.training.runs import load_run
 from diffdrl.viz.grid import to_uint8
 from diffdrl.viz.interchange import interchange
-from diffdrl.viz.render import render_units, shared_start
+from diffdrl.viz.render import inverted_start, reconstruct, render_units, shared_start
 from diffdrl.viz.traversal import traverse, unit_ranges
 from helpers.explore import SMALL
 
@@ -86,63 +87,109 @@ def test_render_is_the_library_render_of_the_slider_values(client, explorer):
     values = [u["high"] for u in explorer.info()["units"]]
     r = client.post(
         "/api/render",
-        json={"image_id": a["image_id"], "values": values, "sampler": "ddim", "steps": 4, "seed": 5},
+        json={
+            "image_id": a["image_id"],
+            "values": values,
+            "sampler": "ddim",
+            "steps": 4,
+            "seed": 5,
+            "start": "noise",
+        },
     )
     assert r.status_code == 200, r.text
     units = torch.tensor(values)[None]  # scalar units: the slider value is the unit
     expected = to_uint8(render_units(explorer.model, units, x_T=shared_start(explorer.model, 5), steps=4))[0]
     assert np.abs(pixels(r.json()["png"]).astype(int) - expected).max() <= 1  # batch-size rounding at most
     own = client.post(
-        "/api/render", json={"image_id": a["image_id"], "sampler": "ddim", "steps": 4, "seed": 5}
+        "/api/render",
+        json={"image_id": a["image_id"], "sampler": "ddim", "steps": 4, "seed": 5, "start": "noise"},
     )
     assert not np.array_equal(pixels(own.json()["png"]), pixels(r.json()["png"]))
 
 
-def test_swap_equals_the_interchange_grid(client, explorer):
+def test_render_from_inversion_is_the_librarys_edit_from_inversion(client, explorer):
+    a = pick(client, 1)
+    image = pixels(a["png"])
+    values = [u["high"] for u in explorer.info()["units"]]
+    body = {"image_id": a["image_id"], "sampler": "ddim", "steps": 4}
+    edited = client.post("/api/render", json={**body, "values": values, "start": "inversion"})
+    assert edited.status_code == 200, edited.text
+    x_T = inverted_start(explorer.model, image[None], 4)
+    expected = to_uint8(render_units(explorer.model, torch.tensor([values]), x_T=x_T, steps=4))[0]
+    assert np.abs(pixels(edited.json()["png"]).astype(int) - expected).max() <= 1
+    own = client.post("/api/render", json=body).json()  # the default start: the inversion
+    trip = reconstruct(explorer.model, image[None], steps=4, start="inversion")
+    assert np.abs(pixels(own["png"]).astype(int) - to_uint8(trip)[0]).max() <= 1
+    np.testing.assert_allclose(
+        own["psnr"],
+        float(psnr(*[torch.tensor(x / 255)[None] for x in (image, pixels(own["png"]))])),
+        atol=0.01,
+    )
+    inverted = explorer.queue.inverted
+    for seed in (0, 9):  # the seed draws no inverted x_T: one cached render, and nothing inverted again
+        again = client.post("/api/render", json={**body, "values": values, "seed": seed}).json()
+        assert again["png"] == edited.json()["png"]
+    assert explorer.queue.inverted == inverted
+    fresh = client.post("/api/render", json={**body, "start": "noise"}).json()
+    assert fresh["png"] != own["png"]
+
+
+def test_an_upload_is_edited_from_its_inversion_too(client, explorer):
+    photo = np.random.default_rng(1).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    up = client.post("/api/images/upload", content=png_bytes(photo)).json()
+    image = pixels(up["png"])
+    r = client.post("/api/render", json={"image_id": up["image_id"], "sampler": "ddim", "steps": 4}).json()
+    trip = to_uint8(reconstruct(explorer.model, image[None], steps=4, start="inversion"))[0]
+    assert np.abs(pixels(r["png"]).astype(int) - trip).max() <= 1
+
+
+def test_an_image_is_inverted_once_per_steps(explorer):
+    image = explorer.random_image(21)
+    before = explorer.queue.inverted
+    for values in ([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], None):
+        for sampler in ("ddim", "dpm++"):
+            explorer.render(image.id, values, sampler, 3, start="inversion")
+    assert explorer.queue.inverted == before + 1  # one DDIM inversion serves both samplers
+    explorer.render(image.id, None, "ddim", 5)
+    assert explorer.queue.inverted == before + 2
+
+
+@pytest.mark.parametrize("start", ["noise", "inversion"])
+def test_swap_equals_the_interchange_grid(client, explorer, start):
     a, b = pick(client, 1), pick(client, 2)
     source, target = pixels(a["png"])[None], pixels(b["png"])[None]
-    grid = interchange(explorer.model, source, target, steps=4, seed=7)
+    grid = interchange(explorer.model, source, target, steps=4, seed=7, start=start)
+    ids = {"source_id": a["image_id"], "target_id": b["image_id"]}
+    options = {"sampler": "ddim", "steps": 4, "seed": 7, "start": start}
     for unit in range(3):
-        r = client.post(
-            "/api/swap",
-            json={
-                "source_id": a["image_id"],
-                "target_id": b["image_id"],
-                "unit": unit,
-                "sampler": "ddim",
-                "steps": 4,
-                "seed": 7,
-            },
-        )
+        r = client.post("/api/swap", json={**ids, "unit": unit, **options})
         assert r.status_code == 200, r.text
         assert np.abs(pixels(r.json()["png"]).astype(int) - grid.swapped[unit, 0]).max() <= 1
-    every = client.post(
-        "/api/swap",
-        json={
-            "source_id": a["image_id"],
-            "target_id": b["image_id"],
-            "unit": "all",
-            "sampler": "ddim",
-            "steps": 4,
-            "seed": 7,
-        },
+    every = client.post("/api/swap", json={**ids, "unit": "all", **options})
+    x_T = (
+        inverted_start(explorer.model, source, 4) if start == "inversion" else shared_start(explorer.model, 7)
     )
-    target_render = to_uint8(
-        render_units(
-            explorer.model, explorer.model.encode(target), x_T=shared_start(explorer.model, 7), steps=4
-        )
-    )[0]
+    target_render = to_uint8(render_units(explorer.model, explorer.model.encode(target), x_T=x_T, steps=4))[0]
     assert np.abs(pixels(every.json()["png"]).astype(int) - target_render).max() <= 1
 
 
-def test_strip_equals_the_traversal_row(client, explorer):
+@pytest.mark.parametrize("start", ["noise", "inversion"])
+def test_strip_equals_the_traversal_row(client, explorer, start):
     a = pick(client, 4)
     r = client.post(
         "/api/strip",
-        json={"image_id": a["image_id"], "unit": 2, "count": 4, "sampler": "ddim", "steps": 4, "seed": 0},
+        json={
+            "image_id": a["image_id"],
+            "unit": 2,
+            "count": 4,
+            "sampler": "ddim",
+            "steps": 4,
+            "seed": 0,
+            "start": start,
+        },
     ).json()
     values = unit_ranges(explorer.reference_units, 4, num_units=3)
-    rows = traverse(explorer.model, pixels(a["png"]), values, steps=4, seed=0)
+    rows = traverse(explorer.model, pixels(a["png"]), values, steps=4, seed=0, start=start)
     assert len(r["pngs"]) == 4 and np.allclose(r["values"], values[2].numpy())
     for got, want in zip(r["pngs"], rows[2], strict=True):
         assert np.abs(pixels(got).astype(int) - want).max() <= 1
@@ -166,6 +213,9 @@ def test_attention_returns_one_overlay_per_token(client):
         ("/api/render", {"values": [0.0, "x", 1.0]}, "values must be numbers"),
         ("/api/render", {"sampler": "ddpm"}, "sampler must be one of"),
         ("/api/render", {"steps": 0}, "steps must be an integer in [1, 200]"),
+        ("/api/render", {"steps": 201, "start": "inversion"}, "steps must be an integer in [1, 200]"),
+        ("/api/render", {"start": "image"}, "start must be one of ('noise', 'inversion')"),
+        ("/api/strip", {"unit": 0, "start": "inversion", "steps": 10**6}, "steps must be an integer"),
         ("/api/render", {"seed": -1}, "seed must be an integer"),
         ("/api/render", {"bogus": 1}, "unknown field(s) bogus"),
     ],
@@ -180,8 +230,9 @@ def test_bad_requests_are_400_with_a_clear_json_error(client, path, body, needle
 
 
 def test_unknown_and_malformed_image_ids(client):
-    r = client.post("/api/render", json={"image_id": "0123456789abcdef"})
-    assert r.status_code == 404 and "no image" in r.json()["error"]
+    for start in ("inversion", "noise"):
+        r = client.post("/api/render", json={"image_id": "0123456789abcdef", "start": start})
+        assert r.status_code == 404 and "no image" in r.json()["error"]
     r = client.post("/api/render", json={"image_id": "../../config.yaml"})
     assert r.status_code == 400 and "16 lowercase hex digits" in r.json()["error"]
 
@@ -262,7 +313,7 @@ def test_concurrent_renders_are_batched_and_equal_to_single_renders(explorer):
     results = {}
 
     def one(seed):
-        results[seed] = explorer.render(base.id, None, "ddim", 3, seed)
+        results[seed] = explorer.render(base.id, None, "ddim", 3, seed, "noise")
 
     before = explorer.queue.batches
     threads = [threading.Thread(target=one, args=(s,)) for s in seeds]
@@ -277,7 +328,7 @@ def test_concurrent_renders_are_batched_and_equal_to_single_renders(explorer):
         )[0]
         assert np.abs(pixels(results[seed]).astype(int) - alone).max() <= 1
     hits = explorer.queue.hits
-    assert explorer.render(base.id, None, "ddim", 3, seeds[0]) == results[seeds[0]]
+    assert explorer.render(base.id, None, "ddim", 3, seeds[0], "noise") == results[seeds[0]]
     assert explorer.queue.hits == hits + 1
 
 
@@ -310,8 +361,9 @@ def test_a_vae_decodes_without_sampling_options(vae_run, tmp_path):
             r = c.post("/api/render", json={"image_id": a["image_id"], "values": values})
             expected = to_uint8(ex.model.decode(torch.tensor([values])))[0]
             np.testing.assert_array_equal(pixels(r.json()["png"]), expected)
-            r = c.post("/api/render", json={"image_id": a["image_id"], "steps": 4})
-            assert r.status_code == 400 and "decodes its units in one pass" in r.json()["error"]
+            for option in ({"steps": 4}, {"start": "inversion"}):
+                r = c.post("/api/render", json={"image_id": a["image_id"], **option})
+                assert r.status_code == 400 and "decodes its units in one pass" in r.json()["error"]
             r = c.post("/api/attention", json={"image_id": a["image_id"]})
             assert r.status_code == 400 and "no tokens" in r.json()["error"]
     finally:

@@ -1,6 +1,7 @@
 """End to end in headless Chromium (Debian's ``chromium``, driven by Playwright) against a live
-explorer over the tiny trained run: the page loads, sliders and swaps show the library's images,
-and bad input gets a clear error in the page and a 4xx from the server. Few and quick."""
+explorer over the tiny trained run: the page loads, edits start from the picked image's inversion
+(the image comes back until a slider moves), sliders and swaps show the library's images, and bad
+input gets a clear error in the page and a 4xx from the server. Few and quick."""
 
 import base64
 import io
@@ -11,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from diffdrl.metrics.reconstruction import psnr
 from diffdrl.viz.grid import to_uint8
 from diffdrl.viz.interchange import interchange
-from diffdrl.viz.render import render_units, shared_start
+from diffdrl.viz.render import inverted_start, render_units, shared_start
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -68,7 +70,41 @@ def image_of(page, base: str, which: str) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(page.request.get(f"{base}/api/images/{image_id}").body())))
 
 
-def test_the_page_loads_and_a_slider_changes_the_image(page, explorer):
+def psnr_of(a: np.ndarray, b: np.ndarray) -> float:
+    return float(psnr(*(torch.from_numpy(x)[None].float() / 255 for x in (a, b)))[0])
+
+
+def test_edits_start_from_the_picked_image_and_fresh_noise_regenerates(page, live_server, explorer):
+    picked = image_of(page, live_server, "a")
+    assert page.input_value("#start") == "inversion"  # the default: the image itself
+    assert psnr_of(shown(page, "#edited"), picked) >= 25  # every slider at the image's own value
+    assert page.inner_text("#edited-caption").startswith("PSNR")
+    assert "dB" in page.inner_text("#roundtrip-psnr") and "dB" in page.inner_text("#regen-psnr")
+    assert np.abs(shown(page, "#roundtrip-a").astype(int) - shown(page, "#edited")).max() <= 1
+    page.focus(".unit-slider[data-unit='0']")  # one slider to its top, by keyboard as a user would
+    page.keyboard.press("End")
+    settle(page)
+    moved = shown(page, "#edited")
+    assert np.abs(moved.astype(int) - picked).sum() > 0
+    values = torch.tensor([page.evaluate("window.explorer.state.values")])
+    x_T = inverted_start(explorer.model, picked[None], STEPS)
+    expected = to_uint8(render_units(explorer.model, values, x_T=x_T, steps=STEPS))[0]
+    assert np.abs(moved.astype(int) - expected).max() <= 1  # the library's edit from inversion
+    page.select_option("#start", "noise")
+    settle(page)
+    assert page.get_attribute("#edited", "data-start") == "noise"
+    assert "fresh noise, seed 0" in page.inner_text("#edited-start")
+    fresh = to_uint8(render_units(explorer.model, values, x_T=shared_start(explorer.model, 0), steps=STEPS))[
+        0
+    ]
+    assert np.abs(shown(page, "#edited").astype(int) - fresh).max() <= 1  # a regeneration from noise
+    page.select_option("#start", "inversion")
+    page.click("#reset-all")
+    settle(page)
+    assert np.abs(shown(page, "#edited").astype(int) - shown(page, "#roundtrip-a")).max() <= 1
+
+
+def test_the_page_loads_and_a_slider_changes_the_image(page, live_server, explorer):
     labels = page.locator(".unit-label").all_inner_texts()
     assert len(labels) == 3
     assert all(any(f in label for f in explorer.run.data.factor_names) for label in labels)
@@ -80,9 +116,8 @@ def test_the_page_loads_and_a_slider_changes_the_image(page, explorer):
     after = shown(page, "#edited")
     assert np.abs(after.astype(int) - before).sum() > 0  # the image changed
     values = torch.tensor([[u["high"] for u in explorer.info()["units"]]])
-    expected = to_uint8(
-        render_units(explorer.model, values, x_T=shared_start(explorer.model, 0), steps=STEPS)
-    )
+    x_T = inverted_start(explorer.model, image_of(page, live_server, "a")[None], STEPS)
+    expected = to_uint8(render_units(explorer.model, values, x_T=x_T, steps=STEPS))
     assert np.abs(after.astype(int) - expected[0]).max() <= 1  # and it is the library's render
 
 
@@ -91,7 +126,7 @@ def test_swapping_a_unit_shows_the_librarys_swap(page, live_server, explorer):
     page.wait_for_selector("#swap-result[data-unit='1']")
     settle(page)
     source, target = image_of(page, live_server, "a"), image_of(page, live_server, "b")
-    grid = interchange(explorer.model, source[None], target[None], steps=STEPS, seed=0)
+    grid = interchange(explorer.model, source[None], target[None], steps=STEPS, start="inversion")
     assert np.abs(shown(page, "#swap-result").astype(int) - grid.swapped[1, 0]).max() <= 1
     page.hover(".unit[data-unit='2'] .unit-label")  # the token under the cursor: its attention map
     page.wait_for_selector("#attention-overlay:not([hidden])")

@@ -75,10 +75,12 @@ def test_every_model_renders_swaps_and_traverses_as_the_library(name, tmp_path):
     ex = open_model(name, tmp_path)
     try:
         a, b = ex.random_image(1), ex.random_image(2)
-        diffusion = {"sampler": "ddim", "steps": 3} if ex.diffusion else {}
+        # the explorer's default start for diffusion models: each image's DDIM inversion
+        diffusion = {"sampler": "ddim", "steps": 3, "start": "inversion"} if ex.diffusion else {}
+        steps, start = diffusion.get("steps"), diffusion.get("start")
         own = ex.render(a.id, [float(v) for v in a.values], seed=4, **diffusion)
         assert own == ex.render(a.id, None, seed=4, **diffusion)  # own slider values = own units
-        grid = interchange(ex.model, a.pixels[None], b.pixels[None], steps=diffusion.get("steps"), seed=4)
+        grid = interchange(ex.model, a.pixels[None], b.pixels[None], steps=steps, seed=4, start=start)
         for unit in range(ex.num_units):
             got = png(ex.swap(a.id, b.id, unit, seed=4, **diffusion))
             assert np.abs(got.astype(int) - grid.swapped[unit, 0]).max() <= 1
@@ -87,8 +89,9 @@ def test_every_model_renders_swaps_and_traverses_as_the_library(name, tmp_path):
             ex.model,
             a.pixels,
             unit_ranges(ex.reference_units, 3, num_units=ex.num_units),
-            steps=diffusion.get("steps"),
+            steps=steps,
             seed=4,
+            start=start,
         )
         for got, want in zip(strip["pngs"], rows[0], strict=True):
             assert np.abs(png(base64.b64decode(got.split(",")[1])).astype(int) - want).max() <= 1

@@ -4,7 +4,7 @@ import torch
 
 from diffdrl.data.ground_truth import to_model_input
 from diffdrl.diffusion.schedule import ScheduleConfig, information_bottleneck_curve, make_betas
-from diffdrl.metrics.reconstruction import image_similarity, ssim
+from diffdrl.metrics.reconstruction import image_similarity, psnr, ssim
 from diffdrl.viz.attention import CrossAttentionCapture, attention_maps, save_attention
 from diffdrl.viz.interchange import interchange, save_interchange, swap_units, unit_names
 from diffdrl.viz.render import reconstruct
@@ -155,6 +155,8 @@ def test_ssim_and_similarity_known_answers():
     assert scores["reconstruction.mse"] == 0 and scores["reconstruction.ssim"] == pytest.approx(1.0)
     half = image_similarity(torch.zeros(1, 1, 11, 11), torch.full((1, 1, 11, 11), 0.1))
     assert half["reconstruction.psnr"] == pytest.approx(20.0, rel=1e-4)
+    per_image = psnr(torch.zeros(2, 4, 4, 3), torch.stack([torch.full((4, 4, 3), 0.1), torch.zeros(4, 4, 3)]))
+    torch.testing.assert_close(per_image, torch.tensor([20.0, 100.0]))  # any layout; identical: 100 dB
 
 
 def test_report_has_every_section(trained_tiny, tmp_path):

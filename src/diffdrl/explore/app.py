@@ -42,7 +42,7 @@ CONTENT_TYPES = {
     "svg": "image/svg+xml",
     "ico": "image/x-icon",
 }
-SAMPLING = {"sampler": False, "steps": False, "seed": False}
+SAMPLING = {"sampler": False, "steps": False, "seed": False, "start": False}
 
 
 def _explorer(request: Request) -> Explorer:
@@ -99,7 +99,7 @@ async def info(request: Request) -> Response:
     summary: The run, its units (label, slider range, DyGA anchors), factors and sampling options.
     responses:
       200: {description: "{run, model, dataset, resolution, num_units, diffusion, samplers, sampler,
-        steps, factors: [{name, size}], attention,
+        steps, starts, start, factors: [{name, size}], attention,
         units: [{index, label, low, high, median, anchors}]}"}
     """
     return JSONResponse(_explorer(request).info())
@@ -109,7 +109,8 @@ async def status(request: Request) -> Response:
     """
     summary: What the model worker is doing (waiting jobs, current batch), for progress indicators.
     responses:
-      200: {description: "{waiting, busy_seconds, busy_images, batches, rendered, cache_hits, cached}"}
+      200: {description: "{waiting, busy_seconds, busy_images, batches, rendered, cache_hits, inverted,
+        cached}"}
     """
     return JSONResponse(_explorer(request).queue.status())
 
@@ -174,26 +175,33 @@ async def image_png(request: Request) -> Response:
 
 async def render(request: Request) -> Response:
     """
-    summary: Regenerate an image from its units, with the sliders at `values` when given.
+    summary: Regenerate an image from its units, with the sliders at `values` when given, from its
+      DDIM inversion (start "inversion", the default; inverted once per image and steps) or from
+      noise drawn from `seed` (start "noise").
     requestBody:
       content: {application/json: {schema: {type: object, required: [image_id], properties: {
         image_id: {type: string}, values: {type: array, items: {type: number}},
-        sampler: {type: string}, steps: {type: integer}, seed: {type: integer}}}}}
+        sampler: {type: string}, steps: {type: integer}, seed: {type: integer},
+        start: {type: string, enum: [noise, inversion]}}}}}
     responses:
-      200: {description: "{png (data URL), ms}"}
-      400: {description: bad values, sampler or steps}
+      200: {description: "{png (data URL), ms, psnr (dB against the image)}"}
+      400: {description: bad values, sampler, steps or start}
+      404: {description: unknown image}
     """
     body = await read_json(request, {"image_id": True, "values": False, **SAMPLING})
-    start = time.perf_counter()
+    explorer, start = _explorer(request), time.perf_counter()
     png = await run_in_threadpool(
-        _explorer(request).render,
+        explorer.render,
         body["image_id"],
         body.get("values"),
         body.get("sampler"),
         body.get("steps"),
         body.get("seed", 0),
+        body.get("start"),
     )
-    return JSONResponse({"png": data_url(png), "ms": round(1000 * (time.perf_counter() - start), 1)})
+    ms = round(1000 * (time.perf_counter() - start), 1)
+    psnr = round(explorer.psnr(body["image_id"], png), 2)
+    return JSONResponse({"png": data_url(png), "ms": ms, "psnr": psnr})
 
 
 async def swap(request: Request) -> Response:
@@ -203,7 +211,8 @@ async def swap(request: Request) -> Response:
       content: {application/json: {schema: {type: object, required: [source_id, target_id, unit],
         properties: {source_id: {type: string}, target_id: {type: string},
         unit: {oneOf: [{type: integer}, {type: string, enum: [all]}]},
-        sampler: {type: string}, steps: {type: integer}, seed: {type: integer}}}}}
+        sampler: {type: string}, steps: {type: integer}, seed: {type: integer},
+        start: {type: string, enum: [noise, inversion]}}}}}
     responses:
       200: {description: "{png (data URL), ms}"}
       400: {description: unit index out of range}
@@ -218,6 +227,7 @@ async def swap(request: Request) -> Response:
         body.get("sampler"),
         body.get("steps"),
         body.get("seed", 0),
+        body.get("start"),
     )
     return JSONResponse({"png": data_url(png), "ms": round(1000 * (time.perf_counter() - start), 1)})
 
@@ -228,7 +238,8 @@ async def strip(request: Request) -> Response:
     requestBody:
       content: {application/json: {schema: {type: object, required: [image_id, unit], properties: {
         image_id: {type: string}, unit: {type: integer}, count: {type: integer},
-        sampler: {type: string}, steps: {type: integer}, seed: {type: integer}}}}}
+        sampler: {type: string}, steps: {type: integer}, seed: {type: integer},
+        start: {type: string, enum: [noise, inversion]}}}}}
     responses:
       200: {description: "{unit, values, pngs (data URLs)}"}
       400: {description: unit index out of range, or a bad count}
@@ -242,6 +253,7 @@ async def strip(request: Request) -> Response:
         body.get("sampler"),
         body.get("steps"),
         body.get("seed", 0),
+        body.get("start"),
     )
     return JSONResponse(result)
 

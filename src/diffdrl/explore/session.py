@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffdrl.diffusion.sampling import DETERMINISTIC_SAMPLERS, Sampling
+from diffdrl.diffusion.sampling import DETERMINISTIC_SAMPLERS, STARTS, Sampling
 from diffdrl.explore.image_store import ExploredImage, ImageStore, image_id
 from diffdrl.explore.overlays import attention_overlays, data_url
 from diffdrl.explore.render_queue import RenderKey, RenderQueue
 from diffdrl.explore.sliders import Sliders
 from diffdrl.explore.unit_labels import cached_unit_factor
-from diffdrl.explore.uploads import MAX_UPLOAD_BYTES, decode_upload, encode_png
+from diffdrl.explore.uploads import MAX_UPLOAD_BYTES, decode_png, decode_upload, encode_png
+from diffdrl.metrics.reconstruction import psnr
 from diffdrl.models.representation import encode_images, unit_width
 from diffdrl.training.runs import Run
 from diffdrl.viz.attention import attention_maps, attention_unavailable
@@ -31,10 +32,18 @@ from diffdrl.viz.traversal import unit_ranges
 
 __all__ = ["Explorer", "ExploredImage", "data_url"]
 
-# The explorer's one deliberate difference from DEFAULT_SAMPLING (diffusion.sampling): a slider
-# drag should answer in a fraction of a second on a CPU, so previews trade fidelity for speed with
-# DPM-Solver++, a second-order solver made for few steps, at 10 steps (the page can ask for more).
-PREVIEW_SAMPLING = Sampling("dpm++", 10)
+# The explorer's one deliberate difference from DEFAULT_SAMPLING (diffusion.sampling), chosen by
+# measurement (benchmarks/preview_sampling.py on the demo's model, RESULTS.md "The explorer's
+# preview sampler"): the fewest steps whose inversion round trip brings the picked image back at
+# PSNR >= 25 dB are DPM-Solver++'s 25 (10 steps: 23.7 dB; the first stage alone: 26.3 dB). A
+# render costs one denoiser pass per step, so a slider move costs 2.5x the passes of the former 10
+# steps (its load-test p50 1.8-2.5x); the page's steps field trades the round trip for speed.
+PREVIEW_SAMPLING = Sampling("dpm++", 25)
+# Edits start from the picked image's DDIM-inverted x_T (viz.render.inverted_start), as the report's
+# edits and diffusion autoencoders do: with every slider at the image's own value the image comes
+# back, so a moved slider shows only what its unit carries. "noise" (x_T drawn from the seed) shows
+# instead what the units alone determine.
+PREVIEW_START = "inversion"
 SAMPLERS = DETERMINISTIC_SAMPLERS  # deterministic given x_T, so renders batch and cache exactly
 MAX_STEPS = 200
 MAX_STRIP = 16
@@ -112,6 +121,8 @@ class Explorer:
             "samplers": list(SAMPLERS) if self.diffusion else [],
             "sampler": PREVIEW_SAMPLING.sampler if self.diffusion else None,
             "steps": PREVIEW_SAMPLING.steps if self.diffusion else None,
+            "starts": list(STARTS) if self.diffusion else [],
+            "start": PREVIEW_START if self.diffusion else None,
             "max_steps": MAX_STEPS,
             "factors": [
                 {"name": n, "size": s} for n, s in zip(self.factor_names, self.factor_sizes, strict=True)
@@ -178,52 +189,65 @@ class Explorer:
 
     # -- renders ----------------------------------------------------------------------------------
 
-    def sampling(self, sampler, steps) -> tuple[str | None, int | None]:
-        """The checked sampling options: a sampler of ``SAMPLERS`` and 1..MAX_STEPS steps for a
-        diffusion model (``PREVIEW_SAMPLING`` when unset); none for a one-pass decoder, where giving
-        either is a ValueError (nothing would use them)."""
-        options = resolve_sampling(self.model, sampler, steps, defaults=PREVIEW_SAMPLING)
+    def sampling(self, sampler, steps, start=None) -> tuple[str | None, int | None, str]:
+        """The checked sampling options: a sampler of ``SAMPLERS``, 1..MAX_STEPS steps and a start
+        of ``STARTS`` for a diffusion model (``PREVIEW_SAMPLING`` and ``PREVIEW_START`` when
+        unset); none for a one-pass decoder, where giving any is a ValueError (nothing would use
+        them)."""
+        options = resolve_sampling(self.model, sampler, steps, defaults=PREVIEW_SAMPLING, start=start)
         if not options:
-            return None, None
+            return None, None, "noise"  # the queue's key for a one-pass decoder: no x_T at all
         sampler, steps = options["sampler"], options["steps"]
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
-        return sampler, steps
+        return sampler, steps, start or PREVIEW_START
 
-    def _render(self, image_id: str, units: torch.Tensor, sampler, steps, seed):
-        key = RenderKey(image_id, units.float().numpy().tobytes(), sampler, steps, seed)
-        return self.queue.render(key, units)
+    def _render(self, image: ExploredImage, units: torch.Tensor, sampler, steps, seed, start):
+        """A future of the PNG of ``units`` (K,) rendered from ``image``'s inversion or from noise."""
+        seed = _seed(seed)
+        if start == "inversion":
+            seed = 0  # an inverted x_T holds no seed: one cache entry whatever the page's seed
+        key = RenderKey(image.id, units.float().numpy().tobytes(), sampler, steps, seed, start)
+        return self.queue.render(key, units, image.pixels)
 
-    def render(self, image_id, values=None, sampler=None, steps=None, seed=0) -> bytes:
+    def render(self, image_id, values=None, sampler=None, steps=None, seed=0, start=None) -> bytes:
         """PNG of the image regenerated from its units, with the sliders at ``values`` (N,)
-        when given (None: its own units, the reconstruction)."""
+        when given (None: its own units, the reconstruction); from the image's DDIM inversion
+        (start "inversion", the default) or from noise drawn from ``seed`` (start "noise")."""
         image = self.image(image_id)
-        sampler, steps = self.sampling(sampler, steps)
+        sampler, steps, start = self.sampling(sampler, steps, start)
         units = image.units if values is None else self.with_values(image.units, self._values(values))
-        return self._render(image.id, units, sampler, steps, _seed(seed)).result()
+        return self._render(image, units, sampler, steps, seed, start).result()
 
-    def swap(self, source_id, target_id, unit, sampler=None, steps=None, seed=0) -> bytes:
+    def psnr(self, image_id, png: bytes) -> float:
+        """PSNR (dB, on [0, 1]) of a render's PNG against the stored image ``image_id``."""
+        image = self.image(image_id)
+        pair = torch.from_numpy(np.stack([image.pixels, decode_png(png)])).float() / 255  # (2, H, W, C)
+        return float(psnr(pair[:1], pair[1:])[0])
+
+    def swap(self, source_id, target_id, unit, sampler=None, steps=None, seed=0, start=None) -> bytes:
         """PNG of the source with unit ``unit`` (or ``"all"``) taken from the target: what
-        ``viz.interchange`` renders for the pair (same sampler, steps and seed)."""
+        ``viz.interchange`` renders for the pair (same sampler, steps, seed and start; "inversion"
+        starts from the source's inversion)."""
         source, target = self.image(source_id), self.image(target_id)
-        sampler, steps = self.sampling(sampler, steps)
+        sampler, steps, start = self.sampling(sampler, steps, start)
         if unit == "all":
             units = target.units.clone()
         else:
             i = self.unit_index(unit)
             units = swap_units(source.units[None], target.units[None], self.num_units)[i, 0]
-        return self._render(source.id, units, sampler, steps, _seed(seed)).result()
+        return self._render(source, units, sampler, steps, seed, start).result()
 
-    def strip(self, image_id, unit, count=8, sampler=None, steps=None, seed=0) -> dict:
+    def strip(self, image_id, unit, count=8, sampler=None, steps=None, seed=0, start=None) -> dict:
         """The traversal of one unit: ``count`` images with the unit set to evenly spaced 2%-98%
         quantiles of its observed values, the rest of the image's units fixed (``viz.traversal``)."""
         image = self.image(image_id)
         i = self.unit_index(unit)
         if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= MAX_STRIP:
             raise ValueError(f"count must be an integer in [2, {MAX_STRIP}], got {count!r}")
-        sampler, steps = self.sampling(sampler, steps)
+        sampler, steps, start = self.sampling(sampler, steps, start)
         values = self._strip_values.get(count)
         if values is None:
             values = self._strip_values[count] = unit_ranges(
@@ -232,8 +256,7 @@ class Explorer:
         values = values.reshape(self.num_units, count, -1)[i]  # (V, g)
         units = image.units.repeat(count, 1).view(count, self.num_units, -1)  # (V, N, g)
         units[:, i] = values
-        seed = _seed(seed)
-        futures = [self._render(image.id, u.flatten(), sampler, steps, seed) for u in units]
+        futures = [self._render(image, u.flatten(), sampler, steps, seed, start) for u in units]
         shown = self.project(units.flatten(1))[:, i]
         return {
             "unit": i,

@@ -67,3 +67,8 @@ def encode_png(image: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(image).save(out, format="PNG")
     return out.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """uint8 (H, W, 3) of PNG bytes that ``encode_png`` wrote (a render, not an upload)."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -38,12 +38,17 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return s.mean(dim=(1, 2, 3))
 
 
+def psnr(reference: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (B,) in dB of images (B, ...) in [0, 1] (identical images: 100 dB)."""
+    mse = (reference - output).square().flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
+
+
 def image_similarity(reference: torch.Tensor, output: torch.Tensor) -> dict[str, float]:
     """MSE, PSNR (dB) and SSIM of images in [0, 1], averaged over the batch."""
     mse = (reference - output).square().mean(dim=(1, 2, 3))
-    psnr = 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
     return {
         "reconstruction.mse": float(mse.mean()),
-        "reconstruction.psnr": float(psnr.mean()),
+        "reconstruction.psnr": float(psnr(reference, output).mean()),
         "reconstruction.ssim": float(ssim(reference, output).mean()),
     }

@@ -61,11 +61,20 @@ async function withProgress(promise, what) {
   }
 }
 
+// The header's sampling options; start "inversion" (the default) edits the picked image itself,
+// "noise" renders from fresh noise drawn from the seed.
 function sampling() {
   const out = { seed: Number($("seed").value) || 0 };
-  if (state.info.diffusion) { out.sampler = $("sampler").value; out.steps = Number($("steps").value); }
+  if (state.info.diffusion) {
+    out.sampler = $("sampler").value;
+    out.steps = Number($("steps").value);
+    out.start = $("start").value;
+  }
   return out;
 }
+
+const fromWhat = (s) => (s.start === "noise" ? `from fresh noise, seed ${s.seed}` : "from the image's inversion");
+const dB = (psnr) => `PSNR ${psnr.toFixed(1)} dB`;
 
 function setImage(img, src) { img.src = src; img.dataset.version = String(Number(img.dataset.version || 0) + 1); }
 
@@ -83,16 +92,34 @@ async function requestRender() {
       try {
         const r = await withProgress(api("/api/render", body), "rendering");
         setImage($("edited"), r.png);
-        $("edited-caption").textContent = `${r.ms.toFixed(0)} ms`;
+        $("edited").dataset.start = body.start || "";
+        $("edited-start").textContent = state.info.diffusion ? fromWhat(body) : "";
+        $("edited-caption").textContent = `${dB(r.psnr)} against the picked image · ${r.ms.toFixed(0)} ms`;
       } catch (err) { if (!(err instanceof ApiError)) showError(String(err)); }
     }
   } finally { rendering = false; }
 }
 
+// The picked image's two regenerations under its own units, each with its PSNR against it: the
+// inversion round trip (the image comes back: what the edits start from) and fresh noise (what the
+// units alone determine). A one-pass decoder has one decode, shown in both.
+// Only the newest call shows its answers: an older one (other sampling options) may finish later.
+let regenerations = 0;
 async function regenerate() {
   if (!state.a) return;
-  const r = await withProgress(api("/api/render", { image_id: state.a.image_id, ...sampling() }), "regenerating");
-  setImage($("regen-a"), r.png);
+  const call = ++regenerations;
+  const body = { image_id: state.a.image_id, ...sampling() };
+  const starts = state.info.diffusion ? ["inversion", "noise"] : [undefined];
+  const [trip, fresh] = await withProgress(
+    Promise.all(starts.map((start) => api("/api/render", { ...body, ...(start ? { start } : {}) }))), "regenerating");
+  if (call !== regenerations) return;
+  const noise = fresh || trip;
+  setImage($("roundtrip-a"), trip.png);
+  $("roundtrip-psnr").textContent = dB(trip.psnr);
+  setImage($("regen-a"), noise.png);
+  $("regen-psnr").textContent = dB(noise.psnr);
+  $("regen-caption").firstChild.textContent = state.info.diffusion
+    ? `from its units and fresh noise (seed ${body.seed})` : "decoded from its units";
 }
 
 // -- picking images -------------------------------------------------------------------------------
@@ -248,9 +275,10 @@ function buildHeader() {
     $("sampler").innerHTML = info.samplers.map((s) => `<option${s === info.sampler ? " selected" : ""}>${s}</option>`).join("");
     $("steps").value = info.steps;
     $("steps").max = info.max_steps;
+    $("start").value = info.start;
   } else {
-    $("sampler").parentElement.hidden = true;
-    $("steps").parentElement.hidden = true;
+    for (const id of ["sampler", "steps", "start", "seed"]) $(id).parentElement.hidden = true;
+    $("roundtrip-a").parentElement.hidden = true;
   }
   if (info.factors.length) {
     $("factor-picker").hidden = false;
@@ -282,7 +310,7 @@ function wire() {
     syncSliders();
     requestRender();
   });
-  for (const id of ["sampler", "steps", "seed"]) {
+  for (const id of ["sampler", "steps", "seed", "start"]) {
     $(id).addEventListener("change", () => { state.attention = null; regenerate(); requestRender(); });
   }
 }
