@@ -40,3 +40,16 @@ TINY_STAGE = [
 
 # an EncDiff small enough for milliseconds per step, on a first stage's 3x(R/4)x(R/4) latents
 TINY_LATENT = [o for o in TINY if not o.startswith("data.")]  # the resolution is the first stage's
+
+# the unconditional denoiser (DisDiff's pre-trained model) and DisDiff on it, at test size
+_TRAIN = [o for o in TINY if o.startswith("train.")]
+TINY_DDPM = [
+    "data.resolution=16",
+    "model.denoiser.channels=[8,16]",
+    "model.denoiser.cross_attention=[false,true]",
+    "model.denoiser.heads=2",
+    "model.denoiser.norm_groups=4",
+    "model.schedule.timesteps=50",
+    *_TRAIN,
+]
+TINY_DISDIFF = ["data.resolution=16", "model.units=3", "model.chunk_dim=2", "model.encoder.width=8", *_TRAIN]
