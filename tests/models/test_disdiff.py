@@ -265,3 +265,25 @@ def test_ddpm_has_no_units_to_evaluate(tiny_pretrained, capsys):
     assert main(["evaluate", str(tiny_pretrained), "--preset", "fast", "--metrics", "mig"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unconditional denoiser with no units" in err
+
+
+# -- the sweep: every seed shares one pre-trained run ---------------------------------------------
+
+
+def test_a_disdiff_sweep_without_its_pretrained_run_fails_before_training(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--methods", "disdiff", "--seeds", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--set disdiff:model.pretrained.path=RUN" in err
+    assert not out.exists()
+
+
+def test_a_disdiff_sweep_trains_and_scores_on_the_shared_run(tiny_pretrained, tmp_path):
+    import json
+
+    out = tmp_path / "sweep"
+    own = [f"disdiff:{o}" for o in [*TINY_DISDIFF, f"model.pretrained.path={tiny_pretrained}"]]
+    argv = ["sweep", "--methods", "disdiff", "--seeds", "0", "--out", str(out), "--metrics", "mig"]
+    assert main([*argv, "--metrics-preset", "fast", "--set", *own, "disdiff:train.steps=2"]) == 0
+    cell = json.loads((out / "synth-shapes3d" / "disdiff" / "seed0" / "cell.json").read_text())
+    assert cell["status"] == "done" and 0 <= cell["scores"]["mig_fast"] <= 1

@@ -95,6 +95,10 @@ class DisDiffConfig:
 class DisDiff(nn.Module):
     conditions_on_tokens = True  # the trainer logs the rise in loss with chunks shuffled
     scored_representation = "tokens"  # each chunk's PCA-1 (models/representation.py)
+    no_attention_reason = (
+        "cross-attention maps: not available for model 'disdiff', whose chunks act through the "
+        "scale-shift of its decoder's group norms (one gradient field per chunk), not cross-attention"
+    )
 
     def __init__(self, config: DisDiffConfig, resolution: int, channels: int = 3):
         super().__init__()
