@@ -287,3 +287,11 @@ def test_a_disdiff_sweep_trains_and_scores_on_the_shared_run(tiny_pretrained, tm
     assert main([*argv, "--metrics-preset", "fast", "--set", *own, "disdiff:train.steps=2"]) == 0
     cell = json.loads((out / "synth-shapes3d" / "disdiff" / "seed0" / "cell.json").read_text())
     assert cell["status"] == "done" and 0 <= cell["scores"]["mig_fast"] <= 1
+
+
+def test_attention_maps_are_a_stated_skip_and_the_schedule_is_the_pretrained_runs(disdiff_config):
+    from diffdrl.viz.attention import attention_unavailable
+
+    model = registry.build(disdiff_config().model, 16, seed=0)
+    assert "not available for model 'disdiff'" in attention_unavailable(model)
+    assert model.schedule.config.timesteps == 50  # tiny_pretrained's, not a default of DisDiff's own
