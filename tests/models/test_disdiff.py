@@ -1,11 +1,13 @@
 """DisDiff (models/disdiff.py) and its parts: the PDAE coefficient, the disentangling loss, the
 frozen pre-trained denoiser and the checks on the run that provides it."""
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from diffdrl.cli import main
 from diffdrl.data import make_dataset
@@ -295,3 +297,25 @@ def test_attention_maps_are_a_stated_skip_and_the_schedule_is_the_pretrained_run
     model = registry.build(disdiff_config().model, 16, seed=0)
     assert "not available for model 'disdiff'" in attention_unavailable(model)
     assert model.schedule.config.timesteps == 50  # tiny_pretrained's, not a default of DisDiff's own
+
+
+def test_the_explorer_renders_swaps_and_skips_attention_for_disdiff(disdiff_config, tmp_path):
+    from diffdrl.explore.session import Explorer
+    from diffdrl.training.runs import load_run
+    from diffdrl.viz.interchange import interchange
+
+    train(disdiff_config("train.steps=2"), tmp_path / "run", progress=False)
+    ex = Explorer(load_run(tmp_path / "run"), cache_dir=tmp_path / "cache", reference=100, factor_samples=150)
+    try:
+        assert ex.num_units == 3 and ex.width == 6  # a slider per chunk, along its first principal axis
+        a, b = ex.random_image(1), ex.random_image(2)
+        grid = interchange(ex.model, a.pixels[None], b.pixels[None], steps=3, seed=4)
+        for chunk in range(ex.num_units):
+            png = ex.swap(a.id, b.id, chunk, seed=4, sampler="ddim", steps=3)
+            got = np.array(Image.open(io.BytesIO(png)).convert("RGB"))
+            assert np.abs(got.astype(int) - grid.swapped[chunk, 0]).max() <= 1
+        assert "not available for model 'disdiff'" in ex.info()["attention_reason"]
+        with pytest.raises(ValueError, match="cross-attention"):
+            ex.attention(a.id)
+    finally:
+        ex.close()
