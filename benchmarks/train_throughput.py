@@ -16,6 +16,9 @@ this machine does, not a datasheet. A run under bf16 autocast is compared with t
 A latent preset whose ``model.first_stage.path`` does not exist is timed on an untrained first
 stage of the preset that path is named after (``runs/first-stage-vq`` -> ``first-stage-vq``):
 the cost per image does not depend on the weights. Its encoding is part of every training step.
+Likewise a DisDiff preset without ``model.pretrained.path`` (``tiny-cpu-disdiff``) is timed on a
+denoiser of ``tiny-cpu-ddpm`` (at the preset's resolution) trained for one step:
+    python benchmarks/train_throughput.py --presets tiny-cpu,tiny-cpu-ddpm,tiny-cpu-disdiff
     python benchmarks/train_throughput.py --presets paper --device cuda --batch-size 128 \
         --extra train.mixed_precision=bf16 train.channels_last=true
 """
@@ -107,6 +110,19 @@ def time_training(preset: str, steps: int, batch_size: int | None, device: str, 
                 Path(stage.path.removeprefix("builtin:")).name, [f"data.resolution={config.data.resolution}"]
             )
             stage.path = str(export_untrained(stand_in, Path(tmp) / "first_stage"))
+        pretrained = getattr(config.model, "pretrained", None)
+        if pretrained is not None and not pretrained.path:
+            stand_in = load_config(
+                "tiny-cpu-ddpm",
+                [
+                    f"data.resolution={config.data.resolution}",
+                    "train.steps=1",
+                    "train.batch_size=2",
+                    "train.eval_batch_size=2",
+                ],
+            )
+            pretrained.path = str(Path(tmp) / "pretrained")
+            Trainer(stand_in, Path(pretrained.path), progress=False).train()
         trainer = Trainer(config, Path(tmp) / "run", progress=False)
         params = sum(p.numel() for p in trainer.unwrapped.parameters())
         flops = training_flops_per_image(trainer)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from diffdrl.training.config import load_config
-from helpers.tiny import TINY, TINY_LATENT, TINY_STAGE
+from helpers.tiny import TINY, TINY_DDPM, TINY_DISDIFF, TINY_LATENT, TINY_STAGE
 
 torch.set_num_threads(2)
 
@@ -120,3 +120,29 @@ def tiny_model(request):
 def hs_overrides():
     """The tiny h-space test model's config overrides."""
     return list(HS_TINY)
+
+
+# -- DisDiff's pre-trained unconditional denoiser (tests/models/test_disdiff.py) ---------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory):
+    """A run of the tiny unconditional denoiser (``tiny-cpu-ddpm``) trained for 2 steps: the
+    ``model.pretrained.path`` of the tiny DisDiff."""
+    from diffdrl.training.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("pretrained") / "ddpm"
+    train(load_config("tiny-cpu-ddpm", [*TINY_DDPM, "train.steps=2"]), run_dir, progress=False)
+    return run_dir
+
+
+@pytest.fixture
+def disdiff_config(tiny_pretrained):
+    """The tiny DisDiff on ``tiny_pretrained``, with more overrides."""
+
+    def make(*overrides: str):
+        return load_config(
+            "tiny-cpu-disdiff", [*TINY_DISDIFF, f"model.pretrained.path={tiny_pretrained}", *overrides]
+        )
+
+    return make

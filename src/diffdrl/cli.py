@@ -13,7 +13,7 @@ from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argume
 from diffdrl.cli_hspace import add_hspace_commands
 from diffdrl.cli_pictures import add_picture_commands
 from diffdrl.configs import DEFAULT_RUN_PRESET
-from diffdrl.models.representation import REPRESENTATIONS
+from diffdrl.models.representation import REPRESENTATIONS, scored_representation
 from diffdrl.training.weights import WEIGHTS
 
 # Building the parser imports no torch (nor anything that does): ``diffdrl --help``, ``datasets
@@ -168,7 +168,7 @@ def cmd_evaluate(args) -> None:
         "checkpoint": None if args.untrained else checkpoint.name,
         "weights": "untrained" if args.untrained else args.weights,
         "preset": args.preset,
-        "representation": args.representation,
+        "representation": args.representation or scored_representation(run.model),
         "seed": args.seed,
         "time": time.time(),
         "scores": scores,
@@ -253,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--representation",
         choices=REPRESENTATIONS,
-        default=REPRESENTATIONS[0],
-        help="units: encoder scalars (EncDiff); tokens: PCA-1 of each (anchored) token (DyGA)",
+        help="units: encoder scalars (EncDiff); tokens: PCA-1 of each (anchored) token (DyGA); "
+        "default: the model's own (units; DisDiff: tokens, each chunk's PCA-1)",
     )
     p.add_argument(
         "--out", type=output_file, help="JSON (default: RUN/metrics.json, or RUN/metrics_untrained.json)"

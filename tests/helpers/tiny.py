@@ -51,3 +51,15 @@ TINY_CODE = [
     "model.encoder.norm_groups=4",
     *(o for o in TINY if o.startswith(("model.denoiser.", "model.schedule.", "train."))),
 ]
+# the unconditional denoiser (DisDiff's pre-trained model) and DisDiff on it, at test size
+_TRAIN = [o for o in TINY if o.startswith("train.")]
+TINY_DDPM = [
+    "data.resolution=16",
+    "model.denoiser.channels=[8,16]",
+    "model.denoiser.cross_attention=[false,true]",
+    "model.denoiser.heads=2",
+    "model.denoiser.norm_groups=4",
+    "model.schedule.timesteps=50",
+    *_TRAIN,
+]
+TINY_DISDIFF = ["data.resolution=16", "model.units=3", "model.chunk_dim=2", "model.encoder.width=8", *_TRAIN]

@@ -12,7 +12,7 @@ from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.models.representation import encode_images, has_tokens, unit_width
 from diffdrl.training.config import load_config
-from helpers.tiny import TINY, TINY_CODE, TINY_STAGE
+from helpers.tiny import TINY, TINY_CODE, TINY_DDPM, TINY_DISDIFF, TINY_STAGE
 
 # each registry name -> a preset of that model and the overrides that make it tiny
 _VAE = ["model.units=3", "model.channels=[8,8]", "model.hidden=16"]
@@ -34,7 +34,11 @@ TINY_MODELS = {
     "kl": ("first-stage-kl", [*TINY_STAGE, "data.resolution=16"]),
     "diffae": ("tiny-cpu-diffae", TINY_CODE),
     "infodiffusion": ("tiny-cpu-infodiffusion", TINY_CODE),
+    # DisDiff's pre-trained unconditional denoiser: the loss contract, no units
+    "ddpm": ("tiny-cpu-ddpm", TINY_DDPM),
+    "disdiff": ("tiny-cpu-disdiff", TINY_DISDIFF),  # + model.pretrained.path: the tiny_pretrained run
 }
+NO_UNITS = ("vq", "kl", "ddpm")  # models with nothing to encode: ``encode`` is a ValueError
 
 
 def test_every_registered_model_has_a_tiny_case():
@@ -44,6 +48,8 @@ def test_every_registered_model_has_a_tiny_case():
 @pytest.fixture(params=sorted(TINY_MODELS))
 def model_and_images(request):
     preset, overrides = TINY_MODELS[request.param]
+    if request.param == "disdiff":
+        overrides = [*overrides, f"model.pretrained.path={request.getfixturevalue('tiny_pretrained')}"]
     config = load_config(preset, list(overrides))
     assert config.model.name == request.param
     model = registry.build(config.model, config.data.resolution, seed=0)
@@ -68,16 +74,21 @@ def test_loss_is_a_finite_scalar_reproducible_from_its_draws(model_and_images):
 
 def test_loss_reaches_the_encoder(model_and_images):
     model, images = model_and_images
+    if model.config.name == "disdiff":  # its fields start at 0 (output conv zeroed, as released), so
+        torch.nn.init.normal_(model.decoder.conv_out.weight, std=0.01)  # the code matters after step 1
     loss, _ = model(to_model_input(images), draws=StepDraws.seeded(0, len(images)))
     loss.backward()
-    encoder = model.net.encoder if hasattr(model, "net") else model.encoder  # first stages: diffusers'
+    if model.config.name == "ddpm":  # an unconditional denoiser has no encoder: its U-Net learns
+        encoder = model.unet
+    else:
+        encoder = model.net.encoder if hasattr(model, "net") else model.encoder  # first stages: diffusers'
     grads = [p.grad for p in encoder.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
 def test_encode_takes_uint8_images_and_gives_one_row_per_image(model_and_images):
     model, images = model_and_images
-    if model.config.name in ("vq", "kl"):  # first stages have latents, not units: a clear error
+    if model.config.name in NO_UNITS:  # latents or nothing, not units: a clear error
         with pytest.raises(ValueError, match="units"):
             model.encode(images)
         return

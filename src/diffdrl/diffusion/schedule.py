@@ -83,6 +83,16 @@ def alpha_bar_of(betas: np.ndarray) -> np.ndarray:
     return np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
 
 
+def pdae_coefficient(betas: np.ndarray) -> np.ndarray:
+    """k_t = -sqrt(alpha_t) (1 - alpha_bar_{t-1}) / sqrt(1 - alpha_bar_t), alpha_bar_{-1} = 1, as
+    float64: how much a predicted mean shift (a gradient field g) moves the epsilon prediction,
+    eps = eps_0 + k_t g (PDAE, Zhang et al., NeurIPS 2022; how DisDiff combines its chunks)."""
+    betas = np.asarray(betas, dtype=np.float64)
+    alpha_bar = alpha_bar_of(betas)
+    alpha_bar_prev = np.concatenate([[1.0], alpha_bar[:-1]])
+    return -np.sqrt(1.0 - betas) * (1.0 - alpha_bar_prev) / np.sqrt(1.0 - alpha_bar)
+
+
 class NoiseSchedule(torch.nn.Module):
     """The fixed forward process: tables as non-persistent buffers that follow the module's device."""
 
@@ -124,6 +134,11 @@ class NoiseSchedule(torch.nn.Module):
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, per sample t (B,)."""
         shape = (-1,) + (1,) * (x0.ndim - 1)
         return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t): ``q_sample`` solved for x_0."""
+        shape = (-1,) + (1,) * (x_t.ndim - 1)
+        return (x_t - self.sqrt_one_minus_alpha_bar[t].view(shape) * eps) / self.sqrt_alpha_bar[t].view(shape)
 
 
 def information_bottleneck_curve(betas: np.ndarray, x0_second_moment: float = 1.0) -> np.ndarray:

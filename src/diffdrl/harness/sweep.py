@@ -17,6 +17,11 @@ excluded). After training, the cell's EMA model is evaluated with ``api.evaluate
 dataset; the metric sampling seed is the cell's seed, so the spread over seeds covers training and
 evaluation sampling alike.
 
+DisDiff (``disdiff``) starts from a pre-trained unconditional denoiser that all its cells share:
+``--set disdiff:model.pretrained.path=RUN``, a run of ``<preset>-ddpm`` trained beforehand (its
+training time is the run's own, reported beside the cells'); without it the sweep is an error
+before anything trains.
+
 Rerunning the same sweep skips done cells, resumes unfinished ones from their latest checkpoint
 (``Trainer(resume=True)``) and retries failed ones. A cell directory that holds a cell of other
 settings (preset, overrides, budget, metrics) is an error before anything trains: its checkpoints
@@ -256,6 +261,8 @@ def check_before_training(sweep: Sweep, out: Path) -> None:
     if missing := sweep.missing_presets():
         listed = ", ".join(f"{p} (method {m})" for m, p in missing.items())
         raise ValueError(f"missing presets: {listed}; presets: {', '.join(preset_names())}")
+    for method in sweep.methods:
+        check_pretrained(sweep, method)
     for cell in sweep.cells():
         record = read_cell(cell.directory(out))
         if record is None:
@@ -266,6 +273,23 @@ def check_before_training(sweep: Sweep, out: Path) -> None:
                 f"{cell.directory(out)} holds a cell of other settings ({'; '.join(differ)}); "
                 "remove it or choose another --out"
             )
+
+
+def check_pretrained(sweep: Sweep, method: str) -> None:
+    """A method that starts from a pre-trained run (DisDiff's ``model.pretrained.path``) must be
+    given it before anything trains: every seed shares that one run. Other config errors are left
+    to the cells, which record them."""
+    try:
+        config = load_config(method_preset(method, sweep.preset), sweep.method_overrides(method))
+    except ValueError:
+        return
+    pretrained = getattr(config.model, "pretrained", None)
+    if pretrained is not None and not pretrained.path:
+        raise ValueError(
+            f"method {method} starts from a pre-trained denoiser: add --set "
+            f"{method}:model.pretrained.path=RUN (every seed shares it; train it with "
+            f"`diffdrl train --config {sweep.preset}-ddpm --out RUN`)"
+        )
 
 
 def _difference(key: str, there, asked) -> str:

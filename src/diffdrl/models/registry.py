@@ -18,12 +18,18 @@ The model contract the trainer, the metrics and the pictures rely on:
 
 First stages (``vq``, ``kl``) train under the same contract but have no units: ``is_first_stage``
 is true, ``encode`` is a ``ValueError`` saying so, and ``encode_latents`` / ``decode_latents`` are
-what EncDiff's ``model.first_stage.path`` uses.
+what EncDiff's ``model.first_stage.path`` uses. The unconditional denoiser (``ddpm``) has no units
+either (``has_units = False``; ``encode`` is a ``ValueError``): it is DisDiff's pre-trained model.
+Optional ``code_width``: K when it is not ``config.units`` (DisDiff's N d chunk coordinates);
+optional ``scored_representation``: the representation the metrics score by default
+(``models.representation``; DisDiff: each chunk's PCA-1).
 """
 
 from __future__ import annotations
 
+from diffdrl.models.ddpm import DDPM, DDPMConfig
 from diffdrl.models.diffae import DiffAE, DiffAEConfig
+from diffdrl.models.disdiff import DisDiff, DisDiffConfig
 from diffdrl.models.encdec import EncDec, EncDecConfig
 from diffdrl.models.encdiff import EncDiff, EncDiffConfig
 from diffdrl.models.first_stage import KLAutoencoder, KLAutoencoderConfig, VQAutoencoder, VQAutoencoderConfig
@@ -41,6 +47,8 @@ MODELS: dict[str, tuple[type, type]] = {
     "kl": (KLAutoencoderConfig, KLAutoencoder),
     "diffae": (DiffAEConfig, DiffAE),  # diffusion baselines: Diff-AE, InfoDiffusion
     "infodiffusion": (InfoDiffusionConfig, InfoDiffusion),
+    "ddpm": (DDPMConfig, DDPM),  # an unconditional denoiser (models/ddpm.py): no units; DisDiff's
+    "disdiff": (DisDiffConfig, DisDiff),  # pre-trained model, named by model.pretrained.path
 }
 
 

@@ -22,7 +22,13 @@ def unit_width(model: torch.nn.Module) -> int:
     """K, the width of ``model.encode``'s output: the N units, or N d for EncDiff-V's vector tokens
     (each unit then spans d coordinates, ``unit_width(model) // model.config.units``)."""
     bank = getattr(model, "token_bank", None)
-    return bank.in_features if bank is not None else model.config.units
+    return bank.in_features if bank is not None else getattr(model, "code_width", model.config.units)
+
+
+def scored_representation(model: torch.nn.Module) -> str:
+    """The representation a model is scored by when none is named: its ``scored_representation``
+    (DisDiff: ``tokens``, each chunk's PCA-1, as DisDiff scores itself), else ``units``."""
+    return getattr(model, "scored_representation", REPRESENTATIONS[0])
 
 
 def has_tokens(model: torch.nn.Module) -> bool:
@@ -73,7 +79,7 @@ def encode_tokens(
 
 def representation(
     model: torch.nn.Module,
-    kind: str = "units",
+    kind: str | None = None,
     data: GroundTruthDataset | None = None,
     fit_samples: int = 10_000,
     seed: int = 0,
@@ -84,8 +90,10 @@ def representation(
     - ``units``: the encoder's scalars (EncDiff's evaluated representation; a VAE's means);
     - ``tokens``: each unit's token projected on its first principal component, fitted on
       ``fit_samples`` images of ``data`` (DyGA's evaluated representation: anchored tokens, PCA-1);
-      models with tokens only.
+      models with tokens only;
+    - ``None``: the model's own (``scored_representation``).
     """
+    kind = kind or scored_representation(model)
     if kind not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {kind!r}")
     if getattr(model, "is_first_stage", False):

@@ -98,9 +98,10 @@ def evaluate_run(
     preset: str = DEFAULT_PRESET,
     seed: int = 0,
     progress: bool = True,
-    kind: str = "units",
+    kind: str | None = None,
 ) -> dict[str, float]:
-    """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``)."""
+    """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``), of
+    representation ``kind`` (default: the model's own, ``models.representation.scored_representation``)."""
     from diffdrl.metrics import evaluate
 
     represent = representation(run.model, kind, run.data, seed=seed)

@@ -68,7 +68,8 @@ def disentanglement_scores(
     """The named disentanglement metrics of ``model``'s units on ``dataset``."""
     from diffdrl.metrics import evaluate
 
-    return evaluate(dataset, representation(model), list(metrics), seed=seed, preset=preset, progress=False)
+    represent = representation(model, data=dataset, seed=seed)  # the model's own representation
+    return evaluate(dataset, represent, list(metrics), seed=seed, preset=preset, progress=False)
 
 
 @torch.no_grad()

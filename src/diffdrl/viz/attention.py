@@ -6,7 +6,8 @@ attention probabilities softmax(q k^T / sqrt(d)) on the side and records them.
 
 A diffusion model's maps come from its denoiser at a few noise levels; EncDec's from its decoder's
 one pass (no timesteps). Models without tokens (the VAEs) or without cross-attention (AdaGN) have
-no per-token attention: ``attention_unavailable`` says why.
+no per-token attention, nor has a model that reads its tokens another way and says so in its
+``no_attention_reason`` (DisDiff): ``attention_unavailable`` says why.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def _network(model) -> torch.nn.Module:
 def attention_unavailable(model) -> str | None:
     """Why ``model`` has no per-token cross-attention to show, or None when it has."""
     if reason := tokens_unavailable(model, "cross-attention maps"):
+        return reason
+    if reason := getattr(model, "no_attention_reason", None):  # tokens read some other way (DisDiff)
         return reason
     try:
         CrossAttentionCapture(_network(model))

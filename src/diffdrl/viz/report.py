@@ -141,7 +141,8 @@ def build_report(
         caption,
     )
     add_hspace_sections(model, images, steps, figure, skipped, out)
-    schedule = getattr(run.config.model, "schedule", None)
+    # the config's, or the model's own where it comes from elsewhere (DisDiff: its pre-trained run)
+    schedule = getattr(getattr(model, "schedule", None), "config", None)
     if schedule is None:
         skipped("Beta schedules", f"model {model_name(model)!r} is not a diffusion model (no noise schedule)")
     else:
