@@ -99,9 +99,13 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     kind: str = "units",
+    overrides: dict[str, dict[str, object]] | None = None,
 ) -> dict[str, float]:
-    """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``)."""
+    """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``;
+    ``overrides`` per metric on top of the preset, e.g. ``{"dci": {"importance": "sklearn"}}``)."""
     from diffdrl.metrics import evaluate
 
     represent = representation(run.model, kind, run.data, seed=seed)
-    return evaluate(run.data, represent, metrics, seed=seed, preset=preset, progress=progress)
+    return evaluate(
+        run.data, represent, metrics, seed=seed, preset=preset, progress=progress, overrides=overrides
+    )
