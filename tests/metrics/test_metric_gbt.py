@@ -2,6 +2,7 @@
 and its two backends against each other."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,21 @@ def test_codes_that_order_samples_alike_agree_with_sklearn_seeds():
     y = rng.integers(0, 3, size=(300, 3))
     s = y / 2 + 0.5 * rng.normal(size=y.shape)
     x = np.concatenate([s, s**3, np.tanh(s), np.exp(s), np.arctan(s)], 1).astype(np.float32)
+    low, high = sklearn_range(x, y, 30, seeds=range(3))
+    ours = fit_gbt(x, y, x, y, n_estimators=30).importances
+    scores = np.array([disentanglement(ours), completeness(ours)])
+    assert np.all(low - 0.003 <= scores) and np.all(scores <= high + 0.003), (scores, low, high)
+
+
+REAL_CODES = Path(__file__).resolve().parents[2] / "benchmarks/results/dci_real_codes"
+
+
+def test_trained_model_codes_agree_with_sklearn_seeds():
+    """The fast subset of ``benchmarks/dci_real_codes.py``: issue 27's trained model (tiny-cpu, 300
+    steps, 20 units), 500 of its codes, its 3-class and a 6-class factor, 30 rounds; ours within
+    scikit-learn's range over 3 seeds +- 0.003, as the full battery asks of every case."""
+    saved = np.load(REAL_CODES / "five-factor-6-6-3-8-8-tiny-cpu-300-steps-issue-27.npz")
+    x, y = saved["units"][:500], saved["factors"][:500][:, [2, 0]].astype(np.int64)
     low, high = sklearn_range(x, y, 30, seeds=range(3))
     ours = fit_gbt(x, y, x, y, n_estimators=30).importances
     scores = np.array([disentanglement(ours), completeness(ours)])

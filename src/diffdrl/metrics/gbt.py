@@ -57,8 +57,18 @@ Ties, and where we match scikit-learn:
   alike by several codes, correlated codes (a trained encoder's) order small nodes alike, and
   in early rounds, when the residuals take few values, different partitions with the same left
   count and class counts score exactly alike (with exact sums, bit-equal). Ties count when the
-  float64 scores are bit-equal; where scikit-learn's summation rounding separates such splits,
-  the rounding picks, which is no more tied to a feature than its random order.
+  float64 scores are bit-equal.
+  Where exactness fails, measurably: scikit-learn's scores carry its summation rounding, which
+  depends on the order the node's samples are summed in, so among codes that split a node
+  alike it draws at random only among those that sort its samples the same way, and the
+  rounding picks between such groups (not uniformly). For codes that order samples alike but
+  in opposite directions (a unit and its negation) it favours one: in a test with five
+  increasing transforms and one negation of each of 3 signals (300 points, 30 rounds) the
+  negated copy took about half of the root splits on its signal instead of 1/6, and C read
+  0.188-0.192 (seeds 0-2) against our 0.115-0.125. On real codes, whose units are not exact
+  copies, the effect stays within scikit-learn's seed spread (benchmarks/RESULTS.md, issue 27's
+  battery), but it is why ``gbt`` is not scikit-learn to the bit, and
+  ``dci_from_codes(importance="sklearn")`` is.
   Why not share a tied node's importance equally among its features (the expected attribution,
   deterministic; what this module did before issue 27)? D and C are importance-weighted means of
   1 - entropy, and entropy is concave: spreading every tied node's decrease over all its
