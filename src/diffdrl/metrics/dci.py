@@ -15,7 +15,8 @@ Importance (``importance``):
   rounds); scikit-learn then takes one code at random from its ``random_state``, and so does
   ``gbt``, from the same ``random_state`` but its own generator. So for a given seed the two are
   not bit-identical: they agree as two scikit-learn seeds do (issue 27's battery of real models'
-  codes, ``benchmarks/dci_real_codes.py``: within scikit-learn's seed range +- 0.003 in D and C).
+  codes, ``benchmarks/dci_real_codes.py``: within scikit-learn's seed range +- 0.003 in D and C
+  on all 8 cases scored).
   The speed-up and the synthetic battery are in ``benchmarks/dci_speed.py``; all in
   benchmarks/RESULTS.md.
 - ``"sklearn"``: scikit-learn's estimator itself (minutes at 10000/5000 on 2 cores): what a

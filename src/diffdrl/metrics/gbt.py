@@ -73,8 +73,10 @@ Ties, and where we match scikit-learn:
   deterministic; what this module did before issue 27)? D and C are importance-weighted means of
   1 - entropy, and entropy is concave: spreading every tied node's decrease over all its
   features gives each code's row of R more entropy than any one random draw does on average.
-  On a trained model's codes (20 units, 5 factors of 3-8 classes, 4000 training points) that
-  read D 0.0946 against scikit-learn's 0.1030-0.1070 over seeds (issue 27; RESULTS.md).
+  On the trained model of issue 27 (20 units, 5 factors of 3-8 classes, 4000 training points)
+  that read D 0.0946 against scikit-learn's 0.1030-0.1070 over seeds; how much it costs depends
+  on how many splits tie (on our retrain of that recipe it stayed within scikit-learn's spread;
+  RESULTS.md).
 - The torch backend scores split positions on each feature's global sort order with per-node
   cumulative sums, so a split counts as valid when some gap between the node's two neighbouring
   values exceeds 1e-7; scikit-learn asks that of the node's own neighbours, and so does the numba
