@@ -268,3 +268,31 @@ def test_cpu_budget_extends_a_study_past_its_finished_chunks(tmp_path):
     assert [p["step"] for p in result["points"]] == [2, 4, 6]
     assert all(0.0 <= p["mig"] <= 1.0 for p in result["points"])
     assert not (tmp_path / "runs" / "tiny-seed0" / "train.lock").exists()
+
+
+def test_dci_real_codes_scores_saved_codes_prints_a_table_and_reuses_sklearn(tmp_path, monkeypatch, capsys):
+    """Issue 27's battery on a tiny saved case: both estimators at each seed, the range test, the
+    JSON; a second run refits ours only and keeps scikit-learn's rows."""
+    script = load_script("dci_real_codes")
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 3, size=(90, 2))
+    units = (factors @ rng.normal(size=(2, 4)) + 0.5 * rng.normal(size=(90, 4))).astype(np.float32)
+    monkeypatch.setattr(script, "CODES", tmp_path)
+    monkeypatch.setattr(script, "CASES", {"tiny case": (None, None, 60, 30)})
+    monkeypatch.setattr(script, "SEEDS", range(2))  # the battery's five, shortened
+    np.savez(script.codes_path("tiny case"), units=units, factors=factors.astype(np.int16))
+    out = tmp_path / "battery.json"
+    monkeypatch.setattr(sys, "argv", ["dci_real_codes.py", "--out", str(out)])
+    script.main()
+    printed = capsys.readouterr().out
+    assert "| tiny case | 4 x 2 (3,3) | 60/30 |" in printed and script.HEADER in printed
+    row = json.loads(out.read_text())["cases"]["tiny case"]
+    assert len(row["sklearn"]["per_seed"]) == len(row["gbt"]["per_seed"]) == 2
+    low, high = row["disentanglement"]["sklearn_range"]
+    d0 = row["disentanglement"]["gbt_seed0"]
+    assert row["disentanglement"]["gbt_seed0_within"] == (low - 0.003 <= d0 <= high + 0.003)
+    script.main()
+    again = json.loads(out.read_text())["cases"]["tiny case"]
+    assert (
+        again["sklearn"]["from_previous_run"] and again["sklearn"]["per_seed"] == row["sklearn"]["per_seed"]
+    )
