@@ -16,7 +16,7 @@ Importance (``importance``):
   ``gbt``, from the same ``random_state`` but its own generator. So for a given seed the two are
   not bit-identical: they agree as two scikit-learn seeds do (issue 27's battery of real models'
   codes, ``benchmarks/dci_real_codes.py``: within scikit-learn's seed range +- 0.003 in D and C
-  on all 8 cases scored).
+  on all 10 cases scored).
   The speed-up and the synthetic battery are in ``benchmarks/dci_speed.py``; all in
   benchmarks/RESULTS.md.
 - ``"sklearn"``: scikit-learn's estimator itself (minutes at 10000/5000 on 2 cores): what a
