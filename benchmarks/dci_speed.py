@@ -23,6 +23,8 @@ Two parts, one run, each case's result written to the JSON as soon as it is done
     python benchmarks/dci_speed.py --cases 3 --scale 0.3  # a quick look
     python benchmarks/dci_speed.py --skip-sklearn --skip-battery --backend torch
         # ours alone on the speed cases; scikit-learn's seconds and scores from --sklearn-results
+    python benchmarks/dci_speed.py --skip-speed --scale 0.25 --skip-sklearn \
+        --sklearn-results benchmarks/results/dci_agreement.json   # the battery, ours refitted only
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-sklearn",
         action="store_true",
-        help="speed cases: time ours only, scikit-learn's seconds and scores from --sklearn-results",
+        help="fit ours only; scikit-learn's seconds and scores from --sklearn-results (same cases)",
     )
     parser.add_argument("--sklearn-results", default="benchmarks/results/dci_speed.json")
     parser.add_argument("--units", default="20,30", help="the speed cases' unit counts, comma-separated")
@@ -219,11 +221,9 @@ def main() -> None:
         "--out", default=None, help="default results/dci_speed.json, dci_speed_gbt.json with --skip-sklearn"
     )
     args = parser.parse_args()
-    if args.skip_sklearn and not args.skip_battery:
-        parser.error("--skip-sklearn times the speed cases only; add --skip-battery")
     default = "dci_speed_gbt.json" if args.skip_sklearn else "dci_speed.json"
     path = Path(args.out or f"benchmarks/results/{default}")
-    previous = json.loads(Path(args.sklearn_results).read_text())["speed"] if args.skip_sklearn else {}
+    previous = json.loads(Path(args.sklearn_results).read_text()) if args.skip_sklearn else {}
     result = {
         "host": host(args.backend),
         "tolerance": TOLERANCE,
@@ -234,9 +234,10 @@ def main() -> None:
     if not args.skip_speed:
         for units in (int(u) for u in args.units.split(",")):
             name = f"synth-shapes3d projection, {units} units x 6 factors, 10000/5000"
-            if args.skip_sklearn and name not in previous:
+            old = previous.get("speed", {}).get(name)
+            if args.skip_sklearn and old is None:
                 raise SystemExit(f"no scikit-learn row for {name!r} in {args.sklearn_results}")
-            row, _, _ = compare(projection_case(units), backend=args.backend, sklearn_row=previous.get(name))
+            row, _, _ = compare(projection_case(units), backend=args.backend, sklearn_row=old)
             result["speed"][name] = row
             save(result, path)
             print(
@@ -247,8 +248,13 @@ def main() -> None:
             )
     if not args.skip_battery:
         for name, case in battery(args.scale)[: args.cases]:
-            row, sk, ours = compare(case, backend=args.backend)
-            if name.startswith("duplicate"):
+            old = previous.get("battery", {}).get(name)
+            if args.skip_sklearn and (old is None or old["num_train"] != len(case[0])):
+                raise SystemExit(
+                    f"no scikit-learn row for {name!r} at this --scale in {args.sklearn_results}"
+                )
+            row, sk, ours = compare(case, backend=args.backend, sklearn_row=old)
+            if name.startswith("duplicate") and sk is not None:
                 merged = lambda r: np.concatenate([r[:4] + r[8:], r[4:8]])  # noqa: E731 - copies summed
                 row["importance_max_abs_difference_copies_summed"] = float(
                     np.abs(merged(sk.importance_matrix) - merged(ours.importance_matrix)).max()
@@ -264,7 +270,7 @@ def main() -> None:
             result["battery"][name] = row
             save(result, path)
             print(
-                f"{name}: {row['abs_difference']}, importance {row['importance_max_abs_difference']:.2e}, "
+                f"{name}: {row['abs_difference']}, importance {row['importance_max_abs_difference']}, "
                 f"sklearn {row['sklearn_s']:.1f} s, gbt {row['gbt_s']:.1f} s",
                 flush=True,
             )

@@ -294,3 +294,31 @@ def test_preview_sampling_measures_every_setting_and_picks_the_fastest_over_the_
     ]
     assert script.choose(table, 25.0) == table[2]  # fewest steps over the bar, then the better
     assert script.choose(table, 40.0) is None
+
+
+def test_dci_real_codes_scores_saved_codes_prints_a_table_and_reuses_sklearn(tmp_path, monkeypatch, capsys):
+    """Issue 27's battery on a tiny saved case: both estimators at each seed, the range test, the
+    JSON; a second run refits ours only and keeps scikit-learn's rows."""
+    script = load_script("dci_real_codes")
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 3, size=(90, 2))
+    units = (factors @ rng.normal(size=(2, 4)) + 0.5 * rng.normal(size=(90, 4))).astype(np.float32)
+    monkeypatch.setattr(script, "CODES", tmp_path)
+    monkeypatch.setattr(script, "CASES", {"tiny case": (None, None, 60, 30)})
+    monkeypatch.setattr(script, "SEEDS", range(2))  # the battery's five, shortened
+    np.savez(script.codes_path("tiny case"), units=units, factors=factors.astype(np.int16))
+    out = tmp_path / "battery.json"
+    monkeypatch.setattr(sys, "argv", ["dci_real_codes.py", "--out", str(out)])
+    script.main()
+    printed = capsys.readouterr().out
+    assert "| tiny case | 4 x 2 (3,3) | 60/30 |" in printed and script.HEADER in printed
+    row = json.loads(out.read_text())["cases"]["tiny case"]
+    assert len(row["sklearn"]["per_seed"]) == len(row["gbt"]["per_seed"]) == 2
+    low, high = row["disentanglement"]["sklearn_range"]
+    d0 = row["disentanglement"]["gbt_seed0"]
+    assert row["disentanglement"]["gbt_seed0_within"] == (low - 0.003 <= d0 <= high + 0.003)
+    script.main()
+    again = json.loads(out.read_text())["cases"]["tiny case"]
+    assert (
+        again["sklearn"]["from_previous_run"] and again["sklearn"]["per_seed"] == row["sklearn"]["per_seed"]
+    )

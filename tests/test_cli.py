@@ -116,6 +116,30 @@ def test_evaluate_trained_and_untrained(tmp_path, capsys):
     assert "unknown metrics" in capsys.readouterr().err
 
 
+def test_evaluate_dci_importance_names_its_keys(tmp_path, monkeypatch):
+    """--dci-importance sklearn asks for scikit-learn's own GBT as a per-metric override (so its keys
+    are dci_sklearn.*, never dci.*) and records it; an unknown estimator exits 2."""
+    import json
+
+    import diffdrl.api
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY, "train.steps=1"]) == 0
+    seen = {}
+
+    def fake_evaluate_run(run, metrics, **kwargs):
+        seen.update(kwargs)
+        return {"dci_sklearn.disentanglement": 0.5}
+
+    monkeypatch.setattr(diffdrl.api, "evaluate_run", fake_evaluate_run)
+    assert main(["evaluate", str(run), "--metrics", "dci", "--dci-importance", "sklearn"]) == 0
+    assert seen["overrides"] == {"dci": {"importance": "sklearn"}}
+    assert json.loads((run / "metrics.json").read_text())["overrides"] == seen["overrides"]
+    assert main(["evaluate", str(run), "--metrics", "dci"]) == 0
+    assert seen["overrides"] is None  # the preset's estimator (gbt when canonical)
+    assert main(["evaluate", str(run), "--dci-importance", "xgboost"]) == 2
+
+
 def test_evaluate_token_representation(tmp_path):
     import json
 

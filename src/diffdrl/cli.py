@@ -13,6 +13,7 @@ from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argume
 from diffdrl.cli_hspace import add_hspace_commands
 from diffdrl.cli_pictures import add_picture_commands
 from diffdrl.configs import DEFAULT_RUN_PRESET
+from diffdrl.metrics.presets import DCI_IMPORTANCE
 from diffdrl.models.representation import REPRESENTATIONS, scored_representation
 from diffdrl.training.weights import WEIGHTS
 
@@ -162,12 +163,16 @@ def cmd_evaluate(args) -> None:
 
     run = untrained_run(args.run) if args.untrained else load_run(args.run, weights=args.weights)
     metrics = args.metrics.split(",") if args.metrics else None
-    scores = evaluate_run(run, metrics, preset=args.preset, seed=args.seed, kind=args.representation)
+    overrides = {"dci": {"importance": args.dci_importance}} if args.dci_importance else None
+    scores = evaluate_run(
+        run, metrics, preset=args.preset, seed=args.seed, kind=args.representation, overrides=overrides
+    )
     checkpoint = latest_checkpoint(run.path)
     record = {
         "checkpoint": None if args.untrained else checkpoint.name,
         "weights": "untrained" if args.untrained else args.weights,
         "preset": args.preset,
+        "overrides": overrides,
         "representation": args.representation or scored_representation(run.model),
         "seed": args.seed,
         "time": time.time(),
@@ -250,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--weights", choices=WEIGHTS, default=WEIGHTS[0])
     p.add_argument("--untrained", action="store_true", help="evaluate the architecture at random init")
+    p.add_argument(
+        "--dci-importance",
+        choices=DCI_IMPORTANCE,
+        help="DCI's estimator instead of the preset's: sklearn = scikit-learn's own GBT (keys "
+        "dci_sklearn.*), for a paper's final numbers; gbt (canonical) is its fast reimplementation",
+    )
     p.add_argument(
         "--representation",
         choices=REPRESENTATIONS,

@@ -7,15 +7,22 @@ informativeness = mean classifier accuracy (train and test).
 
 Importance (``importance``):
 - ``"gbt"`` (canonical): scikit-learn's ``GradientBoostingClassifier()`` with default
-  hyper-parameters and its ``feature_importances_``, reimplemented exactly in ``gbt`` (all
-  factors and the K class-trees of a round fitted together; compiled numba kernels on CPU, batched
-  torch ops on CUDA via ``device``; ``gbt_backend`` picks one, both grow the same trees and the
-  result records which). It grows scikit-learn's trees except where scikit-learn itself picks at random,
-  between codes that score exactly alike (duplicate codes, and the tiny nodes that several codes
-  split identically), whose importance ``gbt`` shares equally; the agreement battery and the
-  speed-up are in ``benchmarks/dci_speed.py`` and benchmarks/RESULTS.md.
-- ``"sklearn"``: scikit-learn's estimator itself, for cross-checks (minutes at 10000/5000 on
-  2 cores). Keys ``dci_sklearn.*``: the same protocol, another implementation.
+  hyper-parameters and its ``feature_importances_``, reimplemented in ``gbt`` (all factors and
+  the K class-trees of a round fitted together; compiled numba kernels on CPU, batched torch ops
+  on CUDA via ``device``; ``gbt_backend`` picks one, both grow the same trees and the result
+  records which). It grows scikit-learn's trees, split for split, until two codes tie exactly
+  for a node's best split. Such ties are frequent (nodes of 2-3 samples, correlated codes, early
+  rounds); scikit-learn then takes one code at random from its ``random_state``, and so does
+  ``gbt``, from the same ``random_state`` but its own generator. So for a given seed the two are
+  not bit-identical: they agree as two scikit-learn seeds do (issue 27's battery of real models'
+  codes, ``benchmarks/dci_real_codes.py``: within scikit-learn's seed range +- 0.003 in D and C
+  on all 10 cases scored).
+  The speed-up and the synthetic battery are in ``benchmarks/dci_speed.py``; all in
+  benchmarks/RESULTS.md.
+- ``"sklearn"``: scikit-learn's estimator itself (minutes at 10000/5000 on 2 cores): what a
+  paper's final numbers should use when they must be scikit-learn's to the bit (``diffdrl
+  evaluate --dci-importance sklearn``). Keys ``dci_sklearn.*``: the same protocol, another
+  implementation, never silently swapped for ``dci.*``.
 - ``"lightgbm"`` (fast): LightGBM with the same tree shape (depth 3, 8 leaves, 100 rounds,
   rate 0.1, 1 sample per leaf) and *gain* importances normalised to sum 1 per factor, like GBT's
   impurity importances. Split-count importances (LightGBM's default) are badly biased. Agreement
@@ -27,9 +34,10 @@ Importance (``importance``):
   near-separable noisy codes with 1500 points. So fast DCI is for monitoring and ranking runs,
   not for reporting: its keys are ``dci_lightgbm.*`` (or ``dci_fast.*`` in the fast preset),
   never ``dci.*``.
-scikit-learn's ``random_state`` is drawn from the metric's generator (dlib left it unset); it only
-decides between exactly tied features. ``n_jobs`` fits factors in parallel threads for
-``"sklearn"`` and ``"lightgbm"``; ``"gbt"`` uses numba's threads (``NUMBA_NUM_THREADS``) or torch's.
+``random_state`` (scikit-learn's, and ``gbt``'s tie-breaking seed) is drawn from the metric's
+generator (dlib left it unset); it only decides between exactly tied features. ``n_jobs`` fits
+factors in parallel threads for ``"sklearn"`` and ``"lightgbm"``; ``"gbt"`` uses numba's threads
+(``NUMBA_NUM_THREADS``) or torch's.
 """
 
 from __future__ import annotations
@@ -41,15 +49,20 @@ import scipy.stats
 from joblib import Parallel, delayed
 
 from diffdrl.metrics.gbt import BACKENDS, fit_gbt
+from diffdrl.metrics.presets import DCI_IMPORTANCE as IMPORTANCE
 from diffdrl.metrics.presets import variant_suffix
 from diffdrl.metrics.sampling import ENCODE_BATCH_SIZE, sample_points
-
-IMPORTANCE = ("gbt", "sklearn", "lightgbm")
 
 
 @dataclass
 class DCIResult:
-    """DCI scores with the importance matrix (K codes x F factors) they came from."""
+    """DCI scores with the importance matrix (K codes x F factors) they came from.
+
+    With ``importance="gbt"`` the scores are scikit-learn's estimator's up to its tie-breaking:
+    where codes tie exactly for a split (common on real codes) ``gbt`` draws its own choice, so
+    D and C match scikit-learn's to within its spread over ``random_state`` (about 0.004 in D on
+    a trained model's codes), not to the bit; ``importance="sklearn"`` is scikit-learn itself.
+    """
 
     disentanglement: float
     completeness: float
@@ -125,7 +138,13 @@ def dci_from_codes(
     backend = None
     if importance == "gbt":
         fit = fit_gbt(
-            train_codes, train_factors, test_codes, test_factors, device=device, backend=gbt_backend
+            train_codes,
+            train_factors,
+            test_codes,
+            test_factors,
+            device=device,
+            backend=gbt_backend,
+            random_state=random_state,
         )
         r, acc_train, acc_test, backend = fit.importances, fit.accuracy_train, fit.accuracy_test, fit.backend
     else:

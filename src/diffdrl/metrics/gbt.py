@@ -25,6 +25,8 @@ The model (scikit-learn's defaults):
 - Trees: depth 3, exact best splits over all features, min_samples_leaf 1, no subsampling,
   ``friedman_mse``: maximise n_l n_r (mean_r - mean_l)^2 = (n_l S_r - n_r S_l)^2 / (n_l n_r),
   computed in float64 as (n_l S - N S_l)^2 / (n_l (N - n_l)) from exact sums (next item).
+  (scikit-learn 1.9 grows ``squared_error`` trees, its ``criterion`` being deprecated; the proxy
+  S_l^2 / n_l + S_r^2 / n_r is this over N plus S^2 / N, per node: the same maximiser.)
   Thresholds are midpoints of consecutive distinct values (gap > 1e-7 in float32), samples
   ``x <= threshold`` go left. A node is a leaf at depth 3, when its residual variance is
   <= float64 eps, or when no feature has a valid split.
@@ -37,28 +39,44 @@ The model (scikit-learn's defaults):
 - Leaves take one Newton step: sum r / sum p (1 - p), times (K-1)/K for K > 2 classes (Friedman's
   factor, kept by scikit-learn), 0 when the denominator is below 1e-150.
 - Importances: each split adds its squared-error decrease n_l n_r / n (mean_l - mean_r)^2 to its
-  feature; summed over every tree of a factor (trees are *not* normalised one by one; scikit-learn
-  averages their raw decreases) and normalised to sum 1. All-zero when no tree ever split.
+  one feature (also at ties, "Ties" below); summed over every tree of a factor (trees are *not*
+  normalised one by one; scikit-learn averages their raw decreases) and normalised to sum 1.
+  All-zero when no tree ever split.
 
 Ties, and where we match scikit-learn:
 - Thresholds within a feature: scikit-learn scans them in increasing order and keeps a new split
   only if strictly better, so the lowest threshold wins; so do we (first maximum).
 - Features: scikit-learn visits them in a fresh random permutation at every node (Fisher-Yates
   from ``random_state``, even with all features) and keeps the first strictly better, so between
-  features with exactly equal scores (duplicate columns) its choice is random. Each tied feature
-  is equally likely, so we split that node's importance equally among them (the expected
-  attribution, deterministic) and grow the tree from the lowest-indexed one. Such ties are not
-  rare: besides duplicate columns, any node of 2 or 3 samples is usually split identically by
-  several codes. The training partition, hence every later tree and every training prediction,
-  is then the same whichever is taken; held-out points may be routed differently, and the
-  importance of that (small) node is attributed differently. Ties count when the float64 scores
-  are bit-equal. Different partitions can also score exactly alike in exact arithmetic (early
-  rounds, when the residuals take few values: two 4-vs-34 splits with the same class counts).
-  With exact sums, two such splits with the same left count and left sum score bit-equal and are
-  treated as tied features (shared importance, the lowest-indexed feature grows), where
-  scikit-learn's rounding picks one (or its random order when bit-equal). From there the trees
-  differ, as they do between two scikit-learn ``random_state`` values; on pure-noise codes that
-  spread is measured in benchmarks/RESULTS.md (scikit-learn seed 0 vs 1: I 0.003, importances 0.009).
+  features with exactly equal scores its choice is random, each tied feature equally likely. So
+  is ours: at every node the tied feature with the largest of a uniform key per (round, tree,
+  node, feature), drawn from ``random_state`` (``gbt_splits.tie_keys``), takes the split and all
+  its importance. Our generator is not scikit-learn's, so at a tie the two pick independently,
+  as two scikit-learn seeds do; D, C and I then agree within scikit-learn's own seed-to-seed
+  spread, not to the bit. Such ties are common: any node of 2 or 3 samples is usually split
+  alike by several codes, correlated codes (a trained encoder's) order small nodes alike, and
+  in early rounds, when the residuals take few values, different partitions with the same left
+  count and class counts score exactly alike (with exact sums, bit-equal). Ties count when the
+  float64 scores are bit-equal.
+  Where exactness fails, measurably: scikit-learn's scores carry its summation rounding, which
+  depends on the order the node's samples are summed in, so among codes that split a node
+  alike it draws at random only among those that sort its samples the same way, and the
+  rounding picks between such groups (not uniformly). For codes that order samples alike but
+  in opposite directions (a unit and its negation) it favours one: in a test with five
+  increasing transforms and one negation of each of 3 signals (300 points, 30 rounds) the
+  negated copy took about half of the root splits on its signal instead of 1/6, and C read
+  0.188-0.192 (seeds 0-2) against our 0.115-0.125. On real codes, whose units are not exact
+  copies, the effect stays within scikit-learn's seed spread (benchmarks/RESULTS.md, issue 27's
+  battery), but it is why ``gbt`` is not scikit-learn to the bit, and
+  ``dci_from_codes(importance="sklearn")`` is.
+  Why not share a tied node's importance equally among its features (the expected attribution,
+  deterministic; what this module did before issue 27)? D and C are importance-weighted means of
+  1 - entropy, and entropy is concave: spreading every tied node's decrease over all its
+  features gives each code's row of R more entropy than any one random draw does on average.
+  On the trained model of issue 27 (20 units, 5 factors of 3-8 classes, 4000 training points)
+  that read D 0.0946 against scikit-learn's 0.1030-0.1070 over seeds; how much it costs depends
+  on how many splits tie (on our retrain of that recipe it stayed within scikit-learn's spread;
+  RESULTS.md).
 - The torch backend scores split positions on each feature's global sort order with per-node
   cumulative sums, so a split counts as valid when some gap between the node's two neighbouring
   values exceeds 1e-7; scikit-learn asks that of the node's own neighbours, and so does the numba
@@ -77,7 +95,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffdrl.metrics.gbt_splits import EPSILON
+from diffdrl.metrics.gbt_splits import EPSILON, tie_keys
 from diffdrl.metrics.gbt_torch import prepare_blocks, torch_round
 
 MAX_CHUNK_ELEMENTS = 1 << 24  # features x samples x trees per batch of trees (bounds peak memory)
@@ -109,12 +127,14 @@ def fit_gbt(
     device: str | torch.device | None = None,
     max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
     backend: str = "auto",
+    random_state: int = 0,
 ) -> GBTFit:
     """Fit one boosted classifier per factor column (all factors batched); importances and accuracies.
 
     ``backend``: "auto" (numba on CPU, torch on CUDA), "torch" or "numba" (CPU only); see the
     module docstring. Both grow the same trees. ``max_chunk_elements`` bounds the torch backend's
     batches; the numba backend needs no batching (its memory is a few (trees, n) arrays).
+    ``random_state`` (int >= 0) seeds the choice between tied features ("Ties" in the module doc).
     """
     model, raw, raw_test, y, y_test = _boost(
         train_codes,
@@ -127,6 +147,7 @@ def fit_gbt(
         device=device,
         max_chunk_elements=max_chunk_elements,
         backend=backend,
+        random_state=random_state,
     )
     importances = model.importances()
     acc_train = model.accuracy(raw, y)
@@ -164,6 +185,7 @@ def _boost(
     device,
     max_chunk_elements,
     backend,
+    random_state=0,
 ):
     """The fitted state and the final raw scores, train and test (n, F, Kmax); tests compare these."""
     device = torch.device(device or "cpu")
@@ -179,7 +201,9 @@ def _boost(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    model = _Boosting(x, y, device, max_chunk_elements, backend)
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise ValueError(f"random_state must be an integer >= 0, got {random_state!r}")
+    model = _Boosting(x, y, device, max_chunk_elements, backend, int(random_state))
     xt = torch.as_tensor(x, device=device)
     xt_test = torch.as_tensor(x_test, device=device)
     raw, raw_test = model.initial_raw(len(x)), model.initial_raw(len(x_test))
@@ -206,9 +230,16 @@ class _Boosting:
     """The batched state: one column of raw scores per (factor, class) slot, one tree per slot."""
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, device: torch.device, max_chunk_elements: int, backend: str
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        device: torch.device,
+        max_chunk_elements: int,
+        backend: str,
+        random_state: int = 0,
     ):
         n, d = x.shape
+        self.ties = torch.Generator().manual_seed(random_state)  # on the CPU whatever the device
         self.device, self.n, self.d, self.backend = device, n, d, backend
         self.classes = [np.unique(column) for column in y.T]
         for j, c in enumerate(self.classes):
@@ -266,12 +297,13 @@ class _Boosting:
     def round(self, x, x_test, raw, raw_test, learning_rate: float, max_depth: int) -> None:
         """One boosting round: K trees per factor on the gradient at the current raw scores."""
         p = torch.softmax(raw, dim=2).reshape(self.n, -1)[:, self.tree_cols]  # (n, T)
+        keys = tie_keys(self.ties, self.d, p.shape[1], max_depth)
         if self.backend == "numba":
             from diffdrl.metrics.gbt_numba import numba_round
 
-            numba_round(self, p, raw, raw_test, x_test, learning_rate, max_depth)
+            numba_round(self, p, keys, raw, raw_test, x_test, learning_rate, max_depth)
         else:
-            torch_round(self, p, raw, raw_test, x, x_test, learning_rate, max_depth)
+            torch_round(self, p, keys, raw, raw_test, x, x_test, learning_rate, max_depth)
 
     def importances(self) -> np.ndarray:
         total = torch.zeros((self.d, len(self.classes)), dtype=torch.float64, device=self.device)

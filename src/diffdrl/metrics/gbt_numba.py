@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import torch
 
-from diffdrl.metrics.gbt_splits import FEATURE_THRESHOLD, add_gain, choose, may_split
+from diffdrl.metrics.gbt_splits import FEATURE_THRESHOLD, add_gain, choose, level_keys, may_split
 
 # A score q / den can only beat ``top`` if q >= top * den up to rounding; 1e-12 is far above that
 # rounding (a few 1e-16), so the test q >= (top * SLACK) den never drops a better split and skips
@@ -274,8 +274,10 @@ def add_leaves(leaf, leaf_test, residual, hessian, scale, cols, rate, raw, raw_t
 # -- the driver: one boosting round from these kernels ----------------------------------------------
 
 
-def numba_round(model, p, raw, raw_test, x_test, rate, depth: int):
+def numba_round(model, p, keys, raw, raw_test, x_test, rate, depth: int):
     """The numba backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates.
+
+    ``keys`` (D, 2^depth - 1, T) are the round's tie-breaking keys (``gbt_splits.tie_keys``).
 
     ``raw`` and ``raw_test`` (n, F, Kmax) are updated in place. The kernels (``gbt_numba``) do the
     passes over samples, with ``gbt_torch.torch_round``'s arithmetic (residual, hessian, rounding);
@@ -303,7 +305,7 @@ def numba_round(model, p, raw, raw_test, x_test, rate, depth: int):
             per_feature, threshold = best_splits(
                 model.order_numpy, model.sorted_numpy, node, r, *nodes, FEATURE_THRESHOLD
             )
-        best, share, feature = choose(torch.from_numpy(per_feature))
+        best, share, feature = choose(torch.from_numpy(per_feature), level_keys(keys, level))
         split = add_gain(gain, best, share, ok.reshape(-1), count, n).numpy()
         feature = feature.numpy()
         cut = threshold[feature, np.arange(m * trees)].reshape(m, trees)

@@ -1,6 +1,6 @@
 """The split rules both backends of ``gbt`` share: which nodes may split, how the best feature is
-chosen (ties split the importance), and how importances add up. Written once, so the torch and
-numba backends grow the same trees (module ``gbt``, "Ties")."""
+chosen (ties go to a random one of the tied features, as in scikit-learn), and how importances add
+up. Written once, so the torch and numba backends grow the same trees (module ``gbt``, "Ties")."""
 
 from __future__ import annotations
 
@@ -21,13 +21,29 @@ def may_split(alive, count, total, square):
     return alive & (variance(count, total, square) > EPSILON)
 
 
-def choose(per_feature):
-    """Best score per column of ``per_feature`` (D, C), each feature's share (bit-equal ties split
-    it equally), and the lowest-indexed best feature (C,): the rule for both backends."""
+def tie_keys(generator: torch.Generator, d: int, trees: int, depth: int) -> torch.Tensor:
+    """One round's tie-breaking keys (D, 2^depth - 1, T): uniform draws per (feature, heap node,
+    tree), heap node ``2^l - 1 + c`` being node c of level l. Drawn once per round for all trees on
+    the CPU, so every backend, batch of trees and device reads the same keys."""
+    return torch.rand((d, 2**depth - 1, trees), generator=generator, dtype=torch.float64)
+
+
+def level_keys(keys: torch.Tensor, level: int, trees=slice(None)) -> torch.Tensor:
+    """The keys (D, m T) of one level's columns (node-major, ``c T + t``) for trees ``trees``."""
+    m = 2**level
+    return keys[:, m - 1 : 2 * m - 1, trees].reshape(keys.shape[0], -1)
+
+
+def choose(per_feature, keys):
+    """Best score per column of ``per_feature`` (D, C), each feature's share of its importance (1
+    for the chosen one) and the chosen feature (C,): of the features whose scores are bit-equal to
+    the best, the one with the largest key (D, C), so each tied feature is equally likely to be
+    taken, as in scikit-learn (its random feature order keeps the first strictly better one)."""
     best = per_feature.amax(0)
     tied = (per_feature == best) & torch.isfinite(best)
-    share = tied / tied.sum(0).clamp_min(1)
-    feature = torch.argmax(tied.to(torch.int8), 0)  # lowest-indexed best feature
+    feature = torch.where(tied, keys, -1.0).argmax(0)
+    share = torch.zeros_like(per_feature)
+    share.scatter_(0, feature[None], tied.any(0, keepdim=True).to(share.dtype))
     return best, share, feature
 
 

@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from diffdrl.metrics.gbt_splits import FEATURE_THRESHOLD, add_gain, choose, may_split
+from diffdrl.metrics.gbt_splits import FEATURE_THRESHOLD, add_gain, choose, level_keys, may_split
 
 BLOCK = 32  # sorted positions per block of the split search
 GROUP = 8  # blocks per group, the split search's first stage
@@ -52,16 +52,17 @@ def prepare_blocks(model, order: torch.Tensor, xs: torch.Tensor, max_chunk_eleme
     model.chunk = max(1, int(max_chunk_elements) // (6 * n))  # trees per batch
 
 
-def torch_round(model, p, raw, raw_test, x, x_test, learning_rate: float, max_depth: int) -> None:
+def torch_round(model, p, keys, raw, raw_test, x, x_test, learning_rate: float, max_depth: int) -> None:
     """The torch backend's round from the probabilities ``p`` (n, T): trees, leaves, raw updates
-    (``raw`` and ``raw_test`` (n, F, Kmax) in place)."""
+    (``raw`` and ``raw_test`` (n, F, Kmax) in place); ``keys`` as in ``gbt_splits.tie_keys``."""
     residual = model.targets - p
     hessian = p * (1 - p)
     fitted = torch.round(residual * model.quantum) / model.quantum  # what the trees split
     flat, flat_test = raw.view(model.n, -1), raw_test.view(len(x_test), -1)
+    keys = keys.to(model.device)
     for start in range(0, residual.shape[1], model.chunk):
         trees = slice(start, start + model.chunk)
-        leaf, leaf_test, gain = grow(model, x, x_test, fitted[:, trees], max_depth)
+        leaf, leaf_test, gain = grow(model, x, x_test, fitted[:, trees], keys[..., trees], max_depth)
         model.gain[:, trees] += gain
         num = torch.zeros((2**max_depth, leaf.shape[1]), dtype=torch.float64, device=model.device)
         den = torch.zeros_like(num)
@@ -73,8 +74,9 @@ def torch_round(model, p, raw, raw_test, x, x_test, learning_rate: float, max_de
         flat_test[:, cols] += learning_rate * torch.gather(value, 0, leaf_test)
 
 
-def grow(model, x, x_test, residual, max_depth: int):
-    """Grow one depth-``max_depth`` tree per column of ``residual`` (n, T) level by level.
+def grow(model, x, x_test, residual, keys, max_depth: int):
+    """Grow one depth-``max_depth`` tree per column of ``residual`` (n, T) level by level; ``keys``
+    (D, 2^max_depth - 1, T) break ties between features (``gbt_splits.choose``).
 
     Returns leaf ids of the training and test samples (n, T), (m, T) and each tree's importance
     gains (D, T). Node m at depth l has children 2m and 2m+1; a node that stops splitting sends
@@ -106,7 +108,15 @@ def grow(model, x, x_test, residual, max_depth: int):
         ok = may_split(alive, count, total, square).reshape(-1)  # (m T,) nodes that may split
         node_pad = torch.cat([node, torch.full((1, t), -1, device=dev)])
         best, share, feature, position = _search(
-            model, *stats, count.reshape(-1), total.reshape(-1), ok, residual_pad, node_pad, t
+            model,
+            *stats,
+            count.reshape(-1),
+            total.reshape(-1),
+            ok,
+            residual_pad,
+            node_pad,
+            t,
+            level_keys(keys, depth),
         )
         split = add_gain(gain, best, share, ok, count, n)
         feature, position = feature.reshape(m, t), position.reshape(m, t)
@@ -159,14 +169,14 @@ def _end_scores(left_count, left_sum, count, total, splittable):
     return torch.where(valid, _score(left_count, left_sum, count, total), float("-inf"))
 
 
-def _search(model, block_sum, block_abs, block_count, count, total, ok, residual_pad, node_pad, t):
+def _search(model, block_sum, block_abs, block_count, count, total, ok, residual_pad, node_pad, t, keys):
     """Exact best split of every column (node, tree): branch and bound over blocks of positions.
 
     Scores at block ends are exact and give a lower bound L on each column's best; ``_upper``
     bounds every score inside a block. Three stages: groups of GROUP blocks, the blocks of the
     groups whose bound reaches L, then every position of the blocks whose bound reaches L. So the
-    result is the exact maximum, with every tie. Returns best score (C,), tie share of each feature
-    (D, C), feature and sorted position (C,).
+    result is the exact maximum, with every tie; ``keys`` (D, C) pick among tied features. Returns best
+    score (C,), each feature's share of the importance (D, C), feature and sorted position (C,).
     """
     d, nb, c = block_sum.shape
     dev = block_sum.device
@@ -210,7 +220,7 @@ def _search(model, block_sum, block_abs, block_count, count, total, ok, residual
         scores.append(score)
         where.append(qq * model.block + offset)
         per_feature.scatter_reduce_(0, jj * c + cc, score, "amax")
-    best, share, feature = choose(per_feature.view(d, c))
+    best, share, feature = choose(per_feature.view(d, c), keys)
     position = torch.zeros(c, dtype=torch.long, device=dev)
     if scores:
         score, spot = torch.cat(scores), torch.cat(where)

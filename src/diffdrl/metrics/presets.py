@@ -22,6 +22,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 
+# DCI's estimators (``dci.dci``'s ``importance``), here so that the CLI can offer them cheaply.
+DCI_IMPORTANCE = ("gbt", "sklearn", "lightgbm")
+
 # Arguments that change speed or memory but never a result.
 NOT_PROTOCOL = frozenset({"encode_batch_size", "n_jobs", "device"})
 

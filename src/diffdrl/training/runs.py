@@ -99,10 +99,14 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     kind: str | None = None,
+    overrides: dict[str, dict[str, object]] | None = None,
 ) -> dict[str, float]:
     """Disentanglement metrics of a run's model on its dataset (``diffdrl.metrics.evaluate``), of
-    representation ``kind`` (default: the model's own, ``models.representation.scored_representation``)."""
+    representation ``kind`` (default: the model's own, ``models.representation.scored_representation``);
+    ``overrides`` per metric on top of the preset, e.g. ``{"dci": {"importance": "sklearn"}}``."""
     from diffdrl.metrics import evaluate
 
     represent = representation(run.model, kind, run.data, seed=seed)
-    return evaluate(run.data, represent, metrics, seed=seed, preset=preset, progress=progress)
+    return evaluate(
+        run.data, represent, metrics, seed=seed, preset=preset, progress=progress, overrides=overrides
+    )
