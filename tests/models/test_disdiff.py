@@ -309,8 +309,8 @@ def test_the_explorer_renders_swaps_and_skips_attention_for_disdiff(disdiff_conf
     try:
         assert ex.num_units == 3 and ex.width == 6  # a slider per chunk, along its first principal axis
         a, b = ex.random_image(1), ex.random_image(2)
-        grid = interchange(ex.model, a.pixels[None], b.pixels[None], steps=3, seed=4)
-        for chunk in range(ex.num_units):
+        grid = interchange(ex.model, a.pixels[None], b.pixels[None], steps=3, seed=4, start="inversion")
+        for chunk in range(ex.num_units):  # the explorer edits from the image's inversion by default
             png = ex.swap(a.id, b.id, chunk, seed=4, sampler="ddim", steps=3)
             got = np.array(Image.open(io.BytesIO(png)).convert("RGB"))
             assert np.abs(got.astype(int) - grid.swapped[chunk, 0]).max() <= 1
