@@ -116,9 +116,10 @@ def test_evaluate_trained_and_untrained(tmp_path, capsys):
     assert "unknown metrics" in capsys.readouterr().err
 
 
-def test_evaluate_dci_importance_names_its_keys(tmp_path, monkeypatch):
-    """--dci-importance sklearn asks for scikit-learn's own GBT as a per-metric override (so its keys
-    are dci_sklearn.*, never dci.*) and records it; an unknown estimator exits 2."""
+def test_evaluate_metric_options_are_recorded_overrides(tmp_path, monkeypatch):
+    """--dci-importance sklearn asks for scikit-learn's own GBT and --factor-vae-pruning relative for
+    scale-free pruning, each as a per-metric override (so their keys are dci_sklearn.* and
+    factor_vae*_relative.*, never the canonical ones), recorded in the JSON; unknown values exit 2."""
     import json
 
     import diffdrl.api
@@ -138,6 +139,11 @@ def test_evaluate_dci_importance_names_its_keys(tmp_path, monkeypatch):
     assert main(["evaluate", str(run), "--metrics", "dci"]) == 0
     assert seen["overrides"] is None  # the preset's estimator (gbt when canonical)
     assert main(["evaluate", str(run), "--dci-importance", "xgboost"]) == 2
+    assert (
+        main(["evaluate", str(run), "--factor-vae-pruning", "relative", "--dci-importance", "sklearn"]) == 0
+    )
+    assert seen["overrides"] == {"dci": {"importance": "sklearn"}, "factor_vae": {"pruning": "relative"}}
+    assert main(["evaluate", str(run), "--factor-vae-pruning", "none"]) == 2
 
 
 def test_evaluate_token_representation(tmp_path):

@@ -13,7 +13,7 @@ from diffdrl.cli_harness import add_harness_commands, add_metric_protocol_argume
 from diffdrl.cli_hspace import add_hspace_commands
 from diffdrl.cli_pictures import add_picture_commands
 from diffdrl.configs import DEFAULT_RUN_PRESET
-from diffdrl.metrics.presets import DCI_IMPORTANCE
+from diffdrl.metrics.presets import DCI_IMPORTANCE, FACTOR_VAE_PRUNING
 from diffdrl.models.representation import REPRESENTATIONS, scored_representation
 from diffdrl.training.weights import WEIGHTS
 
@@ -163,7 +163,14 @@ def cmd_evaluate(args) -> None:
 
     run = untrained_run(args.run) if args.untrained else load_run(args.run, weights=args.weights)
     metrics = args.metrics.split(",") if args.metrics else None
-    overrides = {"dci": {"importance": args.dci_importance}} if args.dci_importance else None
+    overrides = {
+        metric: {option: value}
+        for metric, option, value in (
+            ("dci", "importance", args.dci_importance),
+            ("factor_vae", "pruning", args.factor_vae_pruning),
+        )
+        if value
+    } or None
     scores = evaluate_run(
         run, metrics, preset=args.preset, seed=args.seed, kind=args.representation, overrides=overrides
     )
@@ -260,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DCI_IMPORTANCE,
         help="DCI's estimator instead of the preset's: sklearn = scikit-learn's own GBT (keys "
         "dci_sklearn.*), for a paper's final numbers; gbt (canonical) is its fast reimplementation",
+    )
+    p.add_argument(
+        "--factor-vae-pruning",
+        choices=FACTOR_VAE_PRUNING,
+        help="which codes may vote: absolute = dlib's std >= 0.05 (canonical, made for VAE means); "
+        "relative = std >= 0.05 x the largest, for codes without a fixed scale (keys factor_vae*_relative.*)",
     )
     p.add_argument(
         "--representation",

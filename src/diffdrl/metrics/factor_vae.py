@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffdrl.metrics.presets import FACTOR_VAE_PRUNING as PRUNING
 from diffdrl.metrics.presets import variant_suffix
 from diffdrl.metrics.sampling import (
     ENCODE_BATCH_SIZE,
@@ -29,8 +30,6 @@ from diffdrl.metrics.sampling import (
     fixed_factor_groups,
     sample_points,
 )
-
-PRUNING = ("absolute", "relative")
 
 
 def factor_vae(

@@ -22,8 +22,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 
-# DCI's estimators (``dci.dci``'s ``importance``), here so that the CLI can offer them cheaply.
+# Options the CLI offers, here so that it can offer them cheaply: DCI's estimators (``dci.dci``'s
+# ``importance``) and FactorVAE's pruning rules (``factor_vae.factor_vae``'s ``pruning``).
 DCI_IMPORTANCE = ("gbt", "sklearn", "lightgbm")
+FACTOR_VAE_PRUNING = ("absolute", "relative")
 
 # Arguments that change speed or memory but never a result.
 NOT_PROTOCOL = frozenset({"encode_batch_size", "n_jobs", "device"})

@@ -139,6 +139,7 @@ class CodeDiffusion(nn.Module):
 
     # -- generation: EncDiff's path (tokens -> sampler -> images), see the module docstring ----
     diffusion_input = EncDiff.diffusion_input
+    conditioned = EncDiff.conditioned
     _batches = EncDiff._batches
     generate = EncDiff.generate
     invert = EncDiff.invert

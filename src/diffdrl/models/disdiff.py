@@ -43,10 +43,9 @@ from torch.func import functional_call
 
 from diffdrl.diffusion.draws import StepDraws, step_draws
 from diffdrl.diffusion.loss import LOSSES
-from diffdrl.diffusion.samplers import DEFAULT_SAMPLING, ddim_invert, sample
 from diffdrl.diffusion.schedule import NoiseSchedule, make_betas, pdae_coefficient
 from diffdrl.models.disentangling import disentangling_loss
-from diffdrl.models.encdiff import image_batch
+from diffdrl.models.encdiff import EncDiff, image_batch
 from diffdrl.models.encoder import Encoder, EncoderConfig
 from diffdrl.models.gradient_field import GradientFieldDecoder, frozen_pass
 from diffdrl.models.pretrained import FrozenDenoiser, PretrainedConfig
@@ -212,52 +211,15 @@ class DisDiff(nn.Module):
             return self.k_t
         return -self.schedule.sqrt_one_minus_alpha_bar
 
-    def _batches(self, tokens: torch.Tensor, x: torch.Tensor, batch_size: int):
+    def conditioned(self, tokens: torch.Tensor):
+        """The eps model x_t, t -> eps under chunks ``tokens`` (B, N, d), with the sampling
+        coefficient (``sampling_coefficient``)."""
         coefficient = self._coefficient()
-        for i in range(0, len(tokens), batch_size):
-            c = tokens[i : i + batch_size]
-            yield (lambda x_t, t, c=c: self.denoise(x_t, t, c, coefficient)), x[i : i + batch_size]
+        return lambda x_t, t: self.denoise(x_t, t, tokens, coefficient)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        tokens: torch.Tensor,
-        sampler: str = DEFAULT_SAMPLING.sampler,
-        steps: int = DEFAULT_SAMPLING.steps,
-        eta: float = DEFAULT_SAMPLING.eta,
-        seed: int = 0,
-        x_T: torch.Tensor | None = None,
-        batch_size: int = 256,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] denoised from ``x_T`` (default: N(0, I) from ``seed``) under
-        chunks ``tokens`` (B, N, d). Same seed and chunks give the same images."""
-        device = self.k_t.device
-        tokens = tokens.to(device)
-        gen = torch.Generator(device).manual_seed(seed)
-        if x_T is None:
-            x_T = torch.randn((len(tokens), *self.noise_shape), generator=gen, device=device)
-        betas = make_betas(self.schedule.config)
-        return torch.cat(
-            [
-                sample(denoise, x, betas, sampler, steps, eta, gen, progress)
-                for denoise, x in self._batches(tokens, x_T.to(device), batch_size)
-            ]
-        )
-
-    @torch.no_grad()
-    def invert(
-        self,
-        x0: torch.Tensor,
-        tokens: torch.Tensor,
-        steps: int = DEFAULT_SAMPLING.steps,
-        batch_size: int = 256,
-    ) -> torch.Tensor:
-        """Deterministic DDIM inversion of images x0 under their chunks (faithful edits)."""
-        betas = make_betas(self.schedule.config)
-        device = self.k_t.device
-        parts = [
-            ddim_invert(denoise, x, betas, steps)
-            for denoise, x in self._batches(tokens.to(device), x0.to(device), batch_size)
-        ]
-        return torch.cat(parts)
+    # EncDiff's sampling path: x_T (default N(0, I) from ``seed``) -> images, and DDIM inversion
+    first_stage = None  # pixel space
+    diffusion_input = EncDiff.diffusion_input
+    _batches = EncDiff._batches
+    generate = EncDiff.generate
+    invert = EncDiff.invert

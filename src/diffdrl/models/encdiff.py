@@ -211,10 +211,14 @@ class EncDiff(nn.Module):
 
     # -- generation: tokens (possibly edited) -> sampler -> images ------------------------------
 
+    def conditioned(self, tokens: torch.Tensor):
+        """The eps model x_t, t -> eps under ``tokens`` (B, N, d): what the samplers call."""
+        return lambda x_t, t: self.denoiser(x_t, t, tokens)
+
     def _batches(self, tokens: torch.Tensor, x: torch.Tensor, batch_size: int):
+        """(eps model under a batch's tokens, that batch of x) in slices of ``batch_size``."""
         for i in range(0, len(tokens), batch_size):
-            c = tokens[i : i + batch_size]
-            yield (lambda x_t, t, c=c: self.denoiser(x_t, t, c)), x[i : i + batch_size]
+            yield self.conditioned(tokens[i : i + batch_size]), x[i : i + batch_size]
 
     @torch.no_grad()
     def generate(
@@ -236,7 +240,7 @@ class EncDiff(nn.Module):
         gen = torch.Generator(device).manual_seed(seed)
         if x_T is None:
             x_T = torch.randn((len(tokens), *self.noise_shape), generator=gen, device=device)
-        betas = make_betas(self.config.schedule)
+        betas = make_betas(self.schedule.config)
         pixels = self.first_stage is None
         parts = [
             sample(denoise, x, betas, sampler, steps, eta, gen, progress, clamp=pixels)
@@ -255,7 +259,7 @@ class EncDiff(nn.Module):
         """Deterministic DDIM inversion of images x0 (B, C, H, W) under their tokens: the x_T (of
         their latents, with a first stage) from which ``generate(tokens, 'ddim', steps, eta=0,
         x_T=...)`` retraces x0 (faithful edits)."""
-        betas = make_betas(self.config.schedule)
+        betas = make_betas(self.schedule.config)
         device = self.schedule.betas.device
         z0 = self.diffusion_input(x0.to(device))
         parts = [
