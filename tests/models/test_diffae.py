@@ -13,10 +13,10 @@ from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.models.code_modulation import CodeModulation, install_code_modulation
 from diffdrl.models.vae_losses import mmd
-from diffdrl.training.checkpoint import load_checkpoint
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import train
 from diffdrl.viz.attention import attention_unavailable
+from helpers.resume import assert_resumes_bit_exactly
 from helpers.tiny import TINY_CODE
 
 PRESETS = {"diffae": "tiny-cpu-diffae", "infodiffusion": "tiny-cpu-infodiffusion"}
@@ -96,17 +96,7 @@ def test_the_kl_variant_scores_the_posterior_mean():
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_diffusion_baselines_resume_bit_exactly(name, tmp_path):
-    straight = train(tiny(name, "train.steps=4"), tmp_path / "a", progress=False)
-    train(tiny(name, "train.steps=2"), tmp_path / "b", progress=False)
-    resumed = train(tiny(name, "train.steps=4"), tmp_path / "b", resume=True, progress=False)
-    assert straight.step == resumed.step == 4
-    a, state_a = load_checkpoint(straight.checkpoint)
-    b, state_b = load_checkpoint(resumed.checkpoint)
-    for part in ("model", "ema", "optimizer"):
-        assert a[part].keys() == b[part].keys()
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), (part, k)
-    assert state_a["loss"] == state_b["loss"]
+    assert_resumes_bit_exactly(lambda steps: tiny(name, f"train.steps={steps}"), tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

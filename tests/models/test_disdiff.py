@@ -20,6 +20,7 @@ from diffdrl.models.representation import representation, scored_representation,
 from diffdrl.training.checkpoint import load_checkpoint
 from diffdrl.training.config import load_config
 from diffdrl.training.trainer import train
+from helpers.resume import assert_resumes_bit_exactly
 from helpers.tiny import TINY_DDPM, TINY_DISDIFF
 
 
@@ -198,28 +199,13 @@ def test_the_pretrained_denoiser_stays_bit_identical_through_training(
 
 
 def test_disdiff_resume_is_bit_exact(disdiff_config, tmp_path):
-    straight = train(disdiff_config("train.steps=4"), tmp_path / "a", progress=False)
-    train(disdiff_config("train.steps=2"), tmp_path / "b", progress=False)
-    resumed = train(disdiff_config("train.steps=4"), tmp_path / "b", resume=True, progress=False)
-    a, state_a = load_checkpoint(straight.checkpoint)
-    b, state_b = load_checkpoint(resumed.checkpoint)
-    for part in ("model", "ema", "optimizer"):
-        assert a[part].keys() == b[part].keys()
-        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
-    assert state_a["loss"] == state_b["loss"]
+    assert_resumes_bit_exactly(lambda steps: disdiff_config(f"train.steps={steps}"), tmp_path)
 
 
 def test_ddpm_resume_is_bit_exact(tmp_path):
-    def config(steps):
-        return load_config("tiny-cpu-ddpm", [*TINY_DDPM, f"train.steps={steps}"])
-
-    straight = train(config(4), tmp_path / "a", progress=False)
-    train(config(2), tmp_path / "b", progress=False)
-    resumed = train(config(4), tmp_path / "b", resume=True, progress=False)
-    a, _ = load_checkpoint(straight.checkpoint)
-    b, _ = load_checkpoint(resumed.checkpoint)
-    for part in ("model", "ema", "optimizer"):
-        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert_resumes_bit_exactly(
+        lambda steps: load_config("tiny-cpu-ddpm", [*TINY_DDPM, f"train.steps={steps}"]), tmp_path
+    )
 
 
 # -- the pre-trained run: one-line errors ---------------------------------------------------------

@@ -11,9 +11,9 @@ from diffdrl.diffusion.draws import StepDraws
 from diffdrl.models import registry
 from diffdrl.models.vae import BetaVAE, FactorVAE
 from diffdrl.models.vae_losses import bernoulli_nll, permute_dims, total_correlation
-from diffdrl.training.checkpoint import load_checkpoint
 from diffdrl.training.config import ConfigError, load_config
 from diffdrl.training.trainer import Trainer, train
+from helpers.resume import assert_resumes_bit_exactly
 from helpers.tiny import TINY
 
 NAMES = ("betavae", "betatcvae", "factorvae")
@@ -257,12 +257,4 @@ def test_trainer_gives_the_discriminator_its_own_optimiser_settings(tmp_path):
 
 
 def test_factorvae_resume_is_bit_exact(tmp_path):
-    straight = train(tiny_vae("factorvae", "train.steps=4"), tmp_path / "a", progress=False)
-    train(tiny_vae("factorvae", "train.steps=2"), tmp_path / "b", progress=False)
-    resumed = train(tiny_vae("factorvae", "train.steps=4"), tmp_path / "b", resume=True, progress=False)
-    a, state_a = load_checkpoint(straight.checkpoint)
-    b, state_b = load_checkpoint(resumed.checkpoint)
-    for part in ("model", "ema", "optimizer"):
-        assert a[part].keys() == b[part].keys()
-        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
-    assert state_a["loss"] == state_b["loss"]
+    assert_resumes_bit_exactly(lambda steps: tiny_vae("factorvae", f"train.steps={steps}"), tmp_path)

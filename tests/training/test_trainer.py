@@ -13,6 +13,7 @@ from diffdrl.training.checkpoint import checkpoints, latest_checkpoint, load_che
 from diffdrl.training.run_lock import RunBusyError
 from diffdrl.training.side_jobs import held_out_loss
 from diffdrl.training.trainer import NonFiniteLossError, Trainer, train
+from helpers.resume import assert_resumes_bit_exactly
 
 
 def test_one_training_step_changes_every_component(tiny_config, tmp_path):
@@ -43,19 +44,9 @@ def test_checkpoint_round_trip(tiny_config, tmp_path):
 
 
 def test_resume_is_bit_exact(tiny_config, tmp_path):
-    straight = train(tiny_config("train.steps=4"), tmp_path / "a", progress=False)
-    train(tiny_config("train.steps=2"), tmp_path / "b", progress=False)
-    resumed = train(tiny_config("train.steps=4"), tmp_path / "b", resume=True, progress=False)
-    assert straight.step == resumed.step == 4
-    a, state_a = load_checkpoint(straight.checkpoint)
-    b, state_b = load_checkpoint(resumed.checkpoint)
-    for part in ("model", "ema", "optimizer"):
-        assert a[part].keys() == b[part].keys()
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), (part, k)
-    assert state_a["loss"] == state_b["loss"]
+    resumed = assert_resumes_bit_exactly(lambda steps: tiny_config(f"train.steps={steps}"), tmp_path)
     # the logs hold each step once, as if never interrupted
-    rows = [json.loads(r) for r in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    rows = [json.loads(r) for r in (resumed / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
 
 
