@@ -144,6 +144,9 @@ def test_evaluate_metric_options_are_recorded_overrides(tmp_path, monkeypatch):
     )
     assert seen["overrides"] == {"dci": {"importance": "sklearn"}, "factor_vae": {"pruning": "relative"}}
     assert main(["evaluate", str(run), "--factor-vae-pruning", "none"]) == 2
+    out = tmp_path / "new" / "folder" / "scores.json"  # made when written, not an error after scoring
+    assert main(["evaluate", str(run), "--metrics", "dci", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["scores"] == {"dci_sklearn.disentanglement": 0.5}
 
 
 def test_evaluate_token_representation(tmp_path):

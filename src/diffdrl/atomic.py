@@ -49,8 +49,10 @@ def remove_dead_temporaries(folder: str | Path) -> list[Path]:
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(f)`` on a temporary binary file, then rename it to ``path``."""
+    """Call ``write(f)`` on a temporary binary file, then rename it to ``path``. Missing folders
+    are made first: an ``--out`` in a new folder must not fail after the work that fills it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     try:
         with tmp.open("wb") as f:
