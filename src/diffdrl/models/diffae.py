@@ -127,7 +127,7 @@ class CodeDiffusion(nn.Module):
             z = z.roll(1, dims=0)
         c = self.tokens(z)  # (B, K, 1)
         loss, _ = epsilon_loss(
-            lambda x_t, t: self.denoiser(x_t, t, c),
+            self.conditioned(c),
             x0,
             schedule=self.schedule,
             kind=self.config.loss,

@@ -192,7 +192,7 @@ class EncDiff(nn.Module):
                 self.config.isometry, self.schedule.timesteps, self.denoiser, c, draws
             )
         loss, terms = epsilon_loss(
-            lambda x_t, t: self.denoiser(x_t, t, c),
+            self.conditioned(c),
             z0,
             schedule=self.schedule,
             kind=self.config.loss,
